@@ -1,0 +1,58 @@
+# Powerstrip developer commands. Needs only python3 (>= 3.11) and make.
+# `make run` serves the API; `make test` runs the whole suite.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
+
+export UV_PYTHON := $(BIN)/python
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck check lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+# Stamp files: an unchanged lock installs nothing on the next run. `uv pip install`
+# (not `sync`) so that plugins a user installed into .venv are never removed.
+$(VENV)/.runtime-installed: requirements/main.txt pyproject.toml | $(UV)
+	$(UV) pip install --require-hashes -r requirements/main.txt
+	$(UV) pip install --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(UV)
+	$(UV) pip install --require-hashes -r requirements/dev.txt
+	$(UV) pip install --no-deps -e .
+	@touch $@ $(VENV)/.runtime-installed
+
+run: $(VENV)/.runtime-installed ## install, prepare instance/, serve with gunicorn on HOST:PORT
+	@mkdir -p instance
+	POWERSTRIP_ENVIRONMENT=$${POWERSTRIP_ENVIRONMENT:-development} \
+	GUNICORN_BIND=$(HOST):$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+test: $(VENV)/.dev-installed ## install, run the whole suite with coverage
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev-installed ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed ## mypy --strict on app/ and plugins/
+	$(BIN)/mypy --strict app plugins
+
+check: lint typecheck ## lint and typecheck
+
+lock: | $(UV) ## regenerate the hashed lock files in requirements/
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/main.txt
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.txt
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,137 @@
+"""The flask-smorest ``Api``: one OpenAPI 3.1 document, problem responses, offline docs.
+
+- ``/api/openapi.json`` serves the document (flask-smorest); ``flask openapi write`` saves it.
+- ``/api/docs`` serves Swagger UI 5 from the assets packaged in flask-swagger-ui: no CDN,
+  no inline script, so the page works offline and under a strict Content-Security-Policy.
+- Every error response in the document is ``application/problem+json`` with the one
+  ``Problem`` schema; every operation documents 429 because every operation is rate limited.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from importlib import metadata, resources
+from typing import Any
+
+from apispec import APISpec, BasePlugin
+from flask import Blueprint, Flask, Response, render_template, send_from_directory, url_for
+from flask_smorest import Api
+
+from app import errors
+
+API_PREFIX = "/api"
+DOCS_PATH = f"{API_PREFIX}/docs"
+DOCS_BLUEPRINT = "powerstrip-docs"
+SPEC_BLUEPRINT = "api-docs"  # flask-smorest's own blueprint serving openapi.json
+RATE_LIMITED = HTTPStatus.TOO_MANY_REQUESTS
+
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class RateLimitResponsePlugin(BasePlugin):
+    """Document the 429 answer on every operation."""
+
+    def operation_helper(
+        self,
+        path: str | None = None,  # noqa: ARG002 - apispec passes it by name
+        operations: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        for operation in (operations or {}).values():
+            operation.setdefault("responses", {}).setdefault(
+                str(RATE_LIMITED.value), RATE_LIMITED.name
+            )
+
+
+class PowerstripApi(Api):  # type: ignore[misc]
+    """flask-smorest's ``Api`` answering and documenting errors as RFC 9457 problems."""
+
+    ERROR_SCHEMA = errors.ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        """Do nothing: ``create_app`` installs :mod:`app.errors` for the whole app."""
+
+    def _register_responses(self) -> None:
+        spec: APISpec = self.spec
+        problem = {"schema": self.ERROR_SCHEMA}
+        for status in HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= HTTPStatus.BAD_REQUEST:
+                response["content"] = {errors.PROBLEM_CONTENT_TYPE: dict(problem)}
+            if status == RATE_LIMITED:
+                response["headers"] = {
+                    "Retry-After": {
+                        "description": "When the client may try again (HTTP date)",
+                        "schema": {"type": "string"},
+                    }
+                }
+            spec.components.response(status.name, response, lazy=True)
+        spec.components.response(
+            "DEFAULT_ERROR",
+            {
+                "description": "Error (RFC 9457 problem details)",
+                "content": {errors.PROBLEM_CONTENT_TYPE: dict(problem)},
+            },
+            lazy=True,
+        )
+
+
+def _docs_page() -> str:
+    return render_template(
+        "powerstrip_docs.html",
+        title="Powerstrip",
+        assets=url_for(f"{DOCS_BLUEPRINT}.static", filename="").rstrip("/"),
+        spec_url=url_for(f"{SPEC_BLUEPRINT}.openapi_json"),
+        init_js=url_for(f"{DOCS_BLUEPRINT}.init_js"),
+    )
+
+
+def _init_js() -> Response:
+    static = resources.files("app") / "static"
+    return send_from_directory(str(static), "docs-init.js", mimetype="text/javascript")
+
+
+def _docs_csp(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
+
+
+def docs_blueprint() -> Blueprint:
+    """Swagger UI 5 served from flask-swagger-ui's packaged assets."""
+    assets = resources.files("flask_swagger_ui") / "dist"
+    blueprint = Blueprint(
+        DOCS_BLUEPRINT,
+        __name__,
+        url_prefix=DOCS_PATH,
+        static_folder=str(assets),
+        static_url_path="/assets",
+        template_folder="templates",
+    )
+    blueprint.add_url_rule("", "page", _docs_page)
+    blueprint.add_url_rule("/init.js", "init_js", _init_js)
+    blueprint.after_request(_docs_csp)
+    return blueprint
+
+
+def init_app(app: Flask) -> PowerstripApi:
+    """Create the Api, serve the OpenAPI document and the docs page."""
+    app.config.update(
+        API_TITLE="Powerstrip",
+        API_VERSION=metadata.version("powerstrip"),
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    api = PowerstripApi(
+        app,
+        spec_kwargs={
+            "extra_plugins": [RateLimitResponsePlugin()],
+            "info": {"description": "A REST API composed of plugins."},
+        },
+    )
+    app.register_blueprint(docs_blueprint())
+    return api

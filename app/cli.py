@@ -1,0 +1,39 @@
+"""Command line: ``flask config show`` and the ``powerstrip`` console script."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup
+
+from app import config
+
+config_command = AppGroup("config", help="Inspect the effective configuration.")
+
+
+@config_command.command("show")
+def show_config() -> None:
+    """Print the effective host configuration as JSON, secrets redacted."""
+    host_config: config.HostConfig = current_app.extensions["powerstrip.config"]
+    click.echo(json.dumps(config.redacted(config.as_dict(host_config)), indent=2))
+
+
+def _create_app() -> Flask:
+    from app.factory import create_app  # noqa: PLC0415 - the factory imports this module
+
+    try:
+        return create_app()
+    except config.ConfigError as exc:
+        click.echo(f"powerstrip: {exc}", err=True)
+        sys.exit(2)
+
+
+cli = FlaskGroup(name="powerstrip", create_app=_create_app, help="Manage a Powerstrip host.")
+
+
+def main() -> None:
+    """Entry point of the ``powerstrip`` console script (``flask --app wsgi`` without --app)."""
+    cli.main()

@@ -1,0 +1,268 @@
+"""Host configuration: layered loading, validation and redaction.
+
+Layers, later ones win: defaults in :class:`HostConfigSchema` -> ``instance/config.toml`` ->
+``POWERSTRIP_*`` environment (Flask's ``from_prefixed_env``: values parsed as JSON when they
+can be, ``__`` for nesting) -> the mapping passed to ``create_app``. Everything is validated
+once, at startup; any problem raises :class:`ConfigError` whose message is one line naming
+the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import marshmallow as ma
+from flask import Config
+from limits import parse_many
+
+ENV_PREFIX = "POWERSTRIP"
+CONFIG_FILE = "config.toml"
+REDACTED = "**redacted**"
+ENVIRONMENTS = ("production", "development", "testing")
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT_CHARS = 10
+# Only ever used when ENVIRONMENT is development or testing; production refuses it.
+DEVELOPMENT_SECRET_KEY = "powerstrip-development-secret-key-not-for-production"  # noqa: S105
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message is one line naming the key."""
+
+
+def _validate_limits(value: list[str]) -> None:
+    for item in value:
+        try:
+            parse_many(item)
+        except ValueError as exc:
+            raise ma.ValidationError(f"{item!r} is not a rate limit such as '100/minute'.") from exc
+
+
+def _validate_storage_uri(value: str) -> None:
+    if urlsplit(value).scheme not in {"memory", "redis", "rediss", "redis+sentinel"}:
+        raise ma.ValidationError("Use memory://, redis://, rediss:// or redis+sentinel://.")
+
+
+def _secret(**kwargs: Any) -> dict[str, Any]:
+    return {"secret": True, **kwargs}
+
+
+class HostConfigSchema(ma.Schema):
+    """Every key the host accepts, its type and its default."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    INSTANCE_PATH = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Folder holding config.toml and the SQLite database"},
+    )
+    ENVIRONMENT = ma.fields.String(
+        load_default="production",
+        validate=ma.validate.OneOf(ENVIRONMENTS),
+        metadata={"description": "production, development or testing"},
+    )
+    SECRET_KEY = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata=_secret(description="Signing key; required (32+ chars) in production"),
+    )
+    LOG_LEVEL = ma.fields.String(
+        load_default="INFO",
+        validate=ma.validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+        metadata={"description": "Level of the JSON log on stdout"},
+    )
+    MAX_CONTENT_LENGTH = ma.fields.Integer(
+        load_default=1024 * 1024,
+        strict=True,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "Largest accepted request body in bytes"},
+    )
+    RATELIMIT_ENABLED = ma.fields.Boolean(
+        load_default=True, metadata={"description": "Turn rate limiting on or off"}
+    )
+    RATELIMIT_DEFAULT = ma.fields.List(
+        ma.fields.String(),
+        load_default=lambda: ["300/minute"],
+        validate=_validate_limits,
+        metadata={"description": "Default limits per client address"},
+    )
+    RATELIMIT_STORAGE_URI = ma.fields.String(
+        load_default="memory://",
+        validate=_validate_storage_uri,
+        metadata=_secret(description="memory:// (one process) or redis://host:port/db"),
+    )
+    CORS_ORIGINS = ma.fields.List(
+        ma.fields.String(validate=ma.validate.URL(schemes={"http", "https"}, require_tld=False)),
+        load_default=list,
+        metadata={"description": "Origins allowed by CORS (none by default)"},
+    )
+    TRUSTED_PROXY_COUNT = ma.fields.Integer(
+        load_default=0,
+        strict=True,
+        validate=ma.validate.Range(min=0, max=10),
+        metadata={"description": "Proxies in front whose X-Forwarded-* headers are trusted"},
+    )
+
+    @ma.validates_schema
+    def _check_secret_key(self, data: dict[str, Any], **_: Any) -> None:
+        if data["ENVIRONMENT"] in ("development", "testing"):
+            return
+        key = data.get("SECRET_KEY")
+        if not key:
+            raise ma.ValidationError("required outside development and testing.", "SECRET_KEY")
+        if len(key) < MIN_SECRET_LENGTH or len(set(key)) < MIN_SECRET_DISTINCT_CHARS:
+            raise ma.ValidationError(
+                f"too weak: use at least {MIN_SECRET_LENGTH} random characters, for example "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`.",
+                "SECRET_KEY",
+            )
+        if key == DEVELOPMENT_SECRET_KEY:
+            raise ma.ValidationError("the development key is refused here.", "SECRET_KEY")
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """The validated host configuration."""
+
+    INSTANCE_PATH: str
+    ENVIRONMENT: str
+    SECRET_KEY: str
+    LOG_LEVEL: str
+    MAX_CONTENT_LENGTH: int
+    RATELIMIT_ENABLED: bool
+    RATELIMIT_DEFAULT: tuple[str, ...]
+    RATELIMIT_STORAGE_URI: str
+    CORS_ORIGINS: tuple[str, ...]
+    TRUSTED_PROXY_COUNT: int
+
+    @property
+    def is_production(self) -> bool:
+        """True unless running in development or testing."""
+        return self.ENVIRONMENT == "production"
+
+    def __repr__(self) -> str:
+        return f"HostConfig({redacted(as_dict(self))!r})"
+
+
+def as_dict(config: HostConfig) -> dict[str, Any]:
+    """The configuration as a plain mapping (secrets included)."""
+    return {name: getattr(config, name) for name in HostConfig.__dataclass_fields__}
+
+
+def _secret_keys() -> frozenset[str]:
+    fields = HostConfigSchema().fields
+    return frozenset(name for name, field in fields.items() if field.metadata.get("secret"))
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            netloc = f"{parts.username or ''}:{REDACTED}@{parts.hostname}"
+            if parts.port:
+                netloc += f":{parts.port}"
+            return urlunsplit(parts._replace(netloc=netloc))
+        return value
+    return REDACTED if value else value
+
+
+def redacted(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``values`` safe to print: secrets replaced, passwords cut out of URLs."""
+    secret_keys = _secret_keys()
+    return {
+        key: _redact_value(value) if key in secret_keys else value for key, value in values.items()
+    }
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_layers(instance_path: Path, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge the instance file, the prefixed environment and ``overrides`` (unvalidated)."""
+    merged: dict[str, Any] = {}
+    config_file = instance_path / CONFIG_FILE
+    if config_file.is_file():
+        try:
+            with config_file.open("rb") as handle:
+                merged = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+    from_env = Config(root_path=str(instance_path))
+    from_env.from_prefixed_env(prefix=ENV_PREFIX)
+    merged = _deep_merge(merged, from_env)
+    return _deep_merge(merged, overrides or {})
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    if isinstance(messages, dict):
+        key, value = sorted(messages.items(), key=lambda item: str(item[0]))[0]
+        return _first_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(messages, list) and messages:
+        return (
+            _first_error(messages[0], path)
+            if isinstance(messages[0], dict)
+            else (
+                path,
+                str(messages[0]),
+            )
+        )
+    return path, str(messages)
+
+
+def validate(values: Mapping[str, Any]) -> HostConfig:
+    """Validate merged layers into a :class:`HostConfig` or raise :class:`ConfigError`."""
+    try:
+        data = HostConfigSchema().load(dict(values))
+    except ma.ValidationError as exc:
+        key, message = _first_error(exc.messages)
+        if message == "Unknown field.":
+            env_name = f"{ENV_PREFIX}_{key.replace('.', '__')}"
+            message = f"unknown key (env {env_name}); check the spelling."
+        raise ConfigError(f"configuration key {key}: {message}") from None
+    if data["SECRET_KEY"] is None:
+        data["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+    data["RATELIMIT_DEFAULT"] = tuple(data["RATELIMIT_DEFAULT"])
+    data["CORS_ORIGINS"] = tuple(data["CORS_ORIGINS"])
+    return HostConfig(**data)
+
+
+def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> HostConfig:
+    """Read every layer and validate the result."""
+    values = read_layers(instance_path, overrides)
+    values["INSTANCE_PATH"] = str(instance_path)
+    return validate(values)
+
+
+def instance_path(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> str | None:
+    """The instance folder asked for by the mapping or the environment (None: Flask's default).
+
+    Read before the other layers because it says where the instance config file is.
+    """
+    chosen = (overrides or {}).get("INSTANCE_PATH") or environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+    return str(Path(chosen).resolve()) if chosen else None
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(key, default, environment variable, description) for every key, for docs and CLI."""
+    rows = []
+    for name, field in HostConfigSchema().fields.items():
+        default = field.load_default
+        if callable(default):
+            default = default()
+        rows.append(
+            (name, repr(default), f"{ENV_PREFIX}_{name}", str(field.metadata.get("description")))
+        )
+    return rows

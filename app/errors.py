@@ -1,0 +1,190 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Exception tree::
+
+    Exception
+     +-- werkzeug HTTPException      any HTTP error (abort(404), RateLimitExceeded, ...)
+     |    +-- Problem                an HTTP error with a specific type, detail and errors
+     +-- anything else               a bug: logged with its traceback, answered with a bare 500
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, g, json, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+VALIDATION_ERROR_TYPE = "urn:powerstrip:problem:validation-error"
+
+log = logging.getLogger(__name__)
+
+Errors = Mapping[str, Sequence[str]]
+
+
+class Problem(HTTPException):
+    """An HTTP error a service raises to answer with a specific problem document.
+
+    :param status: the HTTP status code
+    :param detail: a human-readable explanation of this occurrence
+    :param type: a URI identifying the problem type (``about:blank`` by default)
+    :param title: a short summary of the problem type (the status phrase by default)
+    :param errors: field -> messages, for validation problems
+    :param headers: extra response headers (``Retry-After``, ``WWW-Authenticate`` ...)
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        type: str = "about:blank",  # noqa: A002 - the RFC 9457 member name
+        title: str | None = None,
+        errors: Errors | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description=detail)
+        self.code = status
+        self.type = type
+        self.title = title or HTTPStatus(status).phrase
+        self.errors = errors
+        self.extra_headers = dict(headers or {})
+
+
+class ProblemSchema(ma.Schema):
+    """An RFC 9457 problem details document (application/problem+json)."""
+
+    type = ma.fields.String(
+        required=True, metadata={"description": "URI identifying the problem type"}
+    )
+    title = ma.fields.String(required=True, metadata={"description": "Summary of the type"})
+    status = ma.fields.Integer(required=True, metadata={"description": "HTTP status code"})
+    detail = ma.fields.String(metadata={"description": "Explanation of this occurrence"})
+    instance = ma.fields.String(
+        required=True, metadata={"description": "The request path that failed"}
+    )
+    request_id = ma.fields.String(
+        required=True, metadata={"description": "Correlates the problem with the logs"}
+    )
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "Field -> messages, for validation problems"},
+    )
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Flatten nested marshmallow/webargs messages into dotted field paths -> messages."""
+    if isinstance(messages, Mapping):
+        flat: dict[str, list[str]] = {}
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            for field, field_messages in flatten_messages(value, name).items():
+                flat.setdefault(field, []).extend(field_messages)
+        return flat
+    if isinstance(messages, list | tuple):
+        flat = {}
+        for item in messages:
+            for field, field_messages in flatten_messages(item, prefix).items():
+                flat.setdefault(field, []).extend(field_messages)
+        return flat
+    return {prefix or "_schema": [str(messages)]}
+
+
+def _webargs_errors(error: HTTPException) -> dict[str, list[str]] | None:
+    # flask-smorest's abort() stores webargs messages as {location: {field: [messages]}}.
+    data = getattr(error, "data", None)
+    if not isinstance(data, Mapping):
+        return None
+    messages = data.get("errors", data.get("messages"))
+    if not isinstance(messages, Mapping):
+        return None
+    flat = flatten_messages(messages)
+    # Body fields are named as the client sent them; other locations keep a prefix (query.page).
+    return {field.removeprefix("json."): msgs for field, msgs in flat.items()}
+
+
+def problem_response(
+    status: int,
+    *,
+    detail: str | None,
+    type: str = "about:blank",  # noqa: A002 - the RFC 9457 member name
+    title: str | None = None,
+    errors: Errors | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Build an application/problem+json response for the current request."""
+    body: dict[str, Any] = {
+        "type": type,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or HTTPStatus(status).description,
+        "instance": request.path,
+        "request_id": g.get("request_id", ""),
+    }
+    if errors:
+        body["errors"] = {field: list(messages) for field, messages in errors.items()}
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+_DETAILS = {
+    400: "The request could not be understood.",
+    404: "No resource exists at this path.",
+    413: "The request body is larger than this server accepts.",
+}
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Answer any werkzeug HTTP error (and :class:`Problem`) with a problem document."""
+    status = error.code or 500
+    headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
+    if isinstance(error, Problem):
+        return problem_response(
+            status,
+            detail=error.description,
+            type=error.type,
+            title=error.title,
+            errors=error.errors,
+            headers={**headers, **error.extra_headers},
+        )
+    errors = _webargs_errors(error)
+    if status == 400 and errors and "json" in errors:
+        return problem_response(400, detail="The request body is not valid JSON.", errors=errors)
+    if status == 422 and errors:
+        return problem_response(
+            422,
+            detail="The request did not pass validation; see errors.",
+            type=VALIDATION_ERROR_TYPE,
+            title="Validation failed",
+            errors=errors,
+        )
+    detail: str | None
+    if status >= 500:
+        # Werkzeug descriptions of 5xx may carry internals handed to abort(); use ours.
+        detail = HTTPStatus(status).description
+    else:
+        detail = _DETAILS.get(status, error.description)
+    return problem_response(status, detail=detail, errors=errors, headers=headers)
+
+
+def handle_unexpected_exception(error: Exception) -> Response:
+    """Log a bug with its traceback and answer a bare 500 that reveals nothing."""
+    if isinstance(error, HTTPException):  # pragma: no cover - routed to the other handler
+        return handle_http_exception(error)
+    log.error("unhandled exception", exc_info=error, extra={"path": request.path})
+    return problem_response(500, detail=InternalServerError.description)
+
+
+def init_app(app: Flask) -> None:
+    """Make every error response a problem document."""
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected_exception)

@@ -1,0 +1,133 @@
+"""JSON logging on stdout, request ids and the access record.
+
+The same :func:`logging_config` configures the app (from ``create_app``) and gunicorn (from
+``gunicorn.conf.py``'s ``logconfig_dict``), so every line a process prints is one JSON object.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+
+from flask import Flask, Response, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+access_log = logging.getLogger("app.access")
+
+
+class StdoutHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that writes to whatever ``sys.stdout`` is at the time of the record.
+
+    A plain ``StreamHandler(sys.stdout)`` keeps the stream it was built with, which breaks as
+    soon as something (a test runner, a daemoniser) swaps ``sys.stdout``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """Ignore: the stream is always the current ``sys.stdout``."""
+
+
+class RequestIdFilter(logging.Filter):
+    """Add the current request id to every record logged while a request is handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and "request_id" in g and not hasattr(record, "request_id"):
+            record.request_id = g.request_id
+        return True
+
+
+def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) -> dict[str, Any]:
+    """A ``dictConfig`` for JSON lines on stdout, shared by the app and gunicorn.
+
+    The app writes the access record (with route rule and request id); gunicorn's own access
+    log would be a second record per request, so it is dropped unless asked for.
+    """
+    access_handlers = ["stdout"] if gunicorn_access_log else []
+    handler = {
+        "()": StdoutHandler,
+        "formatter": "json",
+        "filters": ["request_id"],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(levelname)s %(name)s %(message)s",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": True,
+            }
+        },
+        "handlers": {"stdout": handler},
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {
+                "level": "INFO" if gunicorn_access_log else "WARNING",
+                "handlers": access_handlers,
+                "propagate": False,
+            },
+        },
+    }
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record of this process to stdout as one JSON object per line."""
+    logging.config.dictConfig(logging_config(level))
+
+
+def _request_id_from_header() -> str:
+    candidate = request.headers.get(REQUEST_ID_HEADER, "")
+    if _REQUEST_ID_PATTERN.fullmatch(candidate):
+        return candidate
+    return uuid.uuid4().hex
+
+
+def _start_request() -> None:
+    g.request_started = time.perf_counter()
+    g.request_id = _request_id_from_header()
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = g.get("request_id") or _request_id_from_header()
+    response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("request_started", time.perf_counter())
+    access_log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "remote_addr": request.remote_addr,
+            "request_id": request_id,
+        },
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Give every request an id and write one access record for it.
+
+    Call this before any other extension registers request hooks, so the id exists before
+    they run (their errors carry it too).
+    """
+    app.before_request(_start_request)
+    app.after_request(_finish_request)

@@ -1,0 +1,38 @@
+"""gunicorn settings: ``gunicorn --config gunicorn.conf.py wsgi:app``.
+
+Every value can be overridden from the environment (GUNICORN_BIND, GUNICORN_WORKERS, ...).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from app.logs import logging_config
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", str(min(multiprocessing.cpu_count() * 2, 8))))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+# Without reuse_port one worker often accepts every keep-alive connection and the others idle.
+reuse_port = True
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall workers into false timeouts.
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - tmpfs on purpose, as gunicorn's docs advise
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Recycle workers now and then (jittered so they do not all restart at once).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+
+# JSON lines on stdout, the same format as the app's. The app writes one access record per
+# request (with the route rule and request id), so gunicorn's own access log is off unless
+# GUNICORN_ACCESSLOG=1; it is JSON too when on.
+logconfig_dict = logging_config(
+    os.environ.get("POWERSTRIP_LOG_LEVEL", "INFO"),
+    gunicorn_access_log=os.environ.get("GUNICORN_ACCESSLOG", "") in {"1", "true", "-"},
+)
+errorlog = "-"
+capture_output = False
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+proc_name = "powerstrip"

@@ -1,0 +1,129 @@
+"""JSON logging, the request id and the access record."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.logs import REQUEST_ID_HEADER, configure_logging, logging_config
+
+UUID_HEX = 32
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "app.access"]
+
+
+def test_well_formed_request_id_is_echoed(client: FlaskClient) -> None:
+    response = client.get("/api/openapi.json", headers={REQUEST_ID_HEADER: "abc.DEF:1-2_3"})
+    assert response.headers[REQUEST_ID_HEADER] == "abc.DEF:1-2_3"
+
+
+@given(st.text(max_size=200))
+def test_malformed_request_id_is_replaced(header: str) -> None:
+    import re  # noqa: PLC0415
+
+    from app import create_app  # noqa: PLC0415
+
+    app = create_app({"ENVIRONMENT": "testing", "RATELIMIT_ENABLED": False})
+    encoded = (
+        header.encode("latin-1", "replace").decode("latin-1").replace("\r", "").replace("\n", "")
+    )
+    response = app.test_client().get("/api/openapi.json", headers={REQUEST_ID_HEADER: encoded})
+    echoed = response.headers[REQUEST_ID_HEADER]
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", encoded):
+        assert echoed == encoded
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
+def test_missing_request_id_is_generated(client: FlaskClient) -> None:
+    first = client.get("/api/openapi.json").headers[REQUEST_ID_HEADER]
+    second = client.get("/api/openapi.json").headers[REQUEST_ID_HEADER]
+    assert len(first) == UUID_HEX
+    assert first != second
+
+
+def test_one_access_record_per_request(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        client.post(
+            "/api/probe/items", json={"name": "a", "count": 1}, headers={"X-Request-ID": "r1"}
+        )
+    [record] = access_records(caplog)
+    assert record.method == "POST"  # type: ignore[attr-defined]
+    assert record.route == "/api/probe/items"  # type: ignore[attr-defined]
+    assert record.path == "/api/probe/items"  # type: ignore[attr-defined]
+    assert record.status == 201  # type: ignore[attr-defined]
+    assert record.request_id == "r1"  # type: ignore[attr-defined]
+    assert record.remote_addr == "127.0.0.1"  # type: ignore[attr-defined]
+    assert 0 <= record.duration_ms < 10_000  # type: ignore[attr-defined]
+
+
+def test_access_record_for_unrouted_path_has_no_rule(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        client.get("/missing")
+    [record] = access_records(caplog)
+    assert record.route is None  # type: ignore[attr-defined]
+    assert record.status == 404  # type: ignore[attr-defined]
+
+
+def test_records_logged_during_a_request_carry_its_id(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        client.post(
+            "/api/probe/items", json={"name": "a", "count": 1}, headers={"X-Request-ID": "r2"}
+        )
+    [record] = [r for r in caplog.records if r.name == "tests.probe"]
+    assert record.request_id == "r2"  # type: ignore[attr-defined]
+
+
+def test_log_lines_on_stdout_are_json(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client.get("/api/openapi.json", headers={"X-Request-ID": "json-1"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [access] = [line for line in lines if line.get("logger") == "app.access"]
+    assert access["level"] == "INFO"
+    assert access["message"] == "request"
+    assert access["request_id"] == "json-1"
+    assert access["status"] == 200
+    assert "timestamp" in access
+
+
+def test_records_outside_requests_have_no_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    logging.getLogger("tests.plain").warning("outside", extra={"answer": 42})
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["message"] == "outside"
+    assert line["answer"] == 42
+    assert "request_id" not in line
+
+
+def test_log_level_filters_records(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("WARNING")
+    logging.getLogger("tests.plain").info("hidden")
+    logging.getLogger("tests.plain").error("shown")
+    messages = [json.loads(x)["message"] for x in capsys.readouterr().out.splitlines()]
+    assert messages == ["shown"]
+    configure_logging("INFO")
+
+
+@pytest.mark.parametrize(
+    ("enabled", "level", "handlers"), [(False, "WARNING", []), (True, "INFO", ["stdout"])]
+)
+def test_gunicorn_access_log_only_when_asked(
+    enabled: bool, level: str, handlers: list[str]
+) -> None:
+    access = logging_config(gunicorn_access_log=enabled)["loggers"]["gunicorn.access"]
+    assert access["level"] == level
+    assert access["handlers"] == handlers

@@ -1,0 +1,86 @@
+"""Rate limiting: 429 problems, headers, exemptions and shared Redis storage."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+from flask import Flask
+
+from tests.conftest import AppFactory
+
+REDIS_URL = os.environ.get("POWERSTRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_redis() -> None:
+    if redis_reachable():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI=true requires it")
+    pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI requires it)")
+
+
+def test_limit_exceeded_is_a_429_problem_with_retry_after(make_app: AppFactory) -> None:
+    client = make_app(RATELIMIT_DEFAULT=["2/minute"]).test_client()
+    first = client.get("/api/probe/items")
+    assert first.status_code == 200
+    assert first.headers["X-RateLimit-Limit"] == "2"
+    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert "Retry-After" not in first.headers
+    assert client.get("/api/probe/items").status_code == 200
+    limited = client.get("/api/probe/items", headers={"X-Request-ID": "slow-down"})
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json"
+    body = limited.get_json()
+    assert body["status"] == 429
+    assert body["request_id"] == "slow-down"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_limits_are_per_client_address(make_app: AppFactory) -> None:
+    client = make_app(RATELIMIT_DEFAULT=["1/minute"]).test_client()
+    assert client.get("/api/probe/items").status_code == 200
+    assert client.get("/api/probe/items").status_code == 429
+    other = client.get("/api/probe/items", environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    assert other.status_code == 200
+
+
+def test_docs_and_spec_are_exempt(make_app: AppFactory) -> None:
+    client = make_app(RATELIMIT_DEFAULT=["1/minute"]).test_client()
+    for _ in range(3):
+        assert client.get("/api/openapi.json").status_code == 200
+        assert client.get("/api/docs").status_code == 200
+        with client.get("/api/docs/assets/swagger-ui.css") as asset:
+            assert asset.status_code == 200
+
+
+def test_limiting_can_be_disabled(make_app: AppFactory) -> None:
+    client = make_app(RATELIMIT_DEFAULT=["1/minute"], RATELIMIT_ENABLED=False).test_client()
+    assert [client.get("/api/probe/items").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_redis_storage_is_shared_between_apps(make_app: AppFactory) -> None:
+    require_redis()
+    # Two apps stand for two workers; a unique limit string gives this test its own counters.
+    amount = 3 + uuid.uuid4().int % 1000
+    limit = f"{amount}/hour"
+    first: Flask = make_app(RATELIMIT_DEFAULT=[limit], RATELIMIT_STORAGE_URI=REDIS_URL)
+    second: Flask = make_app(RATELIMIT_DEFAULT=[limit], RATELIMIT_STORAGE_URI=REDIS_URL)
+    clients = [first.test_client(), second.test_client()]
+    address = {"REMOTE_ADDR": f"127.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"}
+    statuses = [
+        clients[i % 2].get("/api/probe/items", environ_base=address).status_code
+        for i in range(amount + 2)
+    ]
+    assert statuses == [200] * amount + [429, 429]

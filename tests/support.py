@@ -1,0 +1,70 @@
+"""A probe blueprint: real endpoints that exercise the host's error, logging and doc paths."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from app import Problem
+
+log = logging.getLogger("tests.probe")
+
+
+class ItemSchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=50))
+    count = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    tags = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=10)))
+
+
+def make_probe_blueprint() -> Blueprint:
+    blp = Blueprint("probe", __name__, url_prefix="/api/probe", description="Test probe")
+
+    @blp.route("/items")
+    class Items(MethodView):
+        @blp.arguments(ItemSchema)
+        @blp.response(201, ItemSchema)
+        def post(self, item: dict[str, Any]) -> dict[str, Any]:
+            """Echo a validated item."""
+            log.info("item accepted", extra={"item_name": item["name"]})
+            return item
+
+        @blp.response(200, ItemSchema(many=True))
+        def get(self) -> list[dict[str, Any]]:
+            """List nothing."""
+            return []
+
+    @blp.route("/status/<int:code>")
+    @blp.response(200)
+    def status(code: int) -> None:
+        """Fail with the given status."""
+        abort(code)
+
+    @blp.route("/problem")
+    @blp.response(200)
+    def problem() -> None:
+        """Raise a Problem as a service would."""
+        raise Problem(
+            409,
+            "The item was changed by someone else.",
+            type="urn:powerstrip:problem:conflict",
+            title="Edit conflict",
+            headers={"Retry-After": "5"},
+        )
+
+    @blp.route("/boom")
+    @blp.response(200)
+    def boom() -> None:
+        """Fail with a bug."""
+        raise RuntimeError("database password is hunter2")
+
+    return blp
+
+
+def register_probe(app: Flask) -> Flask:
+    app.extensions["powerstrip.api"].register_blueprint(make_probe_blueprint())
+    return app

@@ -1,0 +1,150 @@
+"""End to end: real gunicorn on a free loopback port, real HTTP, real log lines."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+STARTUP_SECONDS = 30
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response, response.read()
+        finally:
+            connection.close()
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+def start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("POWERSTRIP_", "GUNICORN_"))}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env={
+                **clean,
+                "GUNICORN_BIND": f"127.0.0.1:{port}",
+                "GUNICORN_WORKERS": "2",
+                "GUNICORN_THREADS": "2",
+                "POWERSTRIP_INSTANCE_PATH": str(tmp_path),
+                **env,
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, port, log
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover - only when shutdown hangs
+        process.kill()
+        return process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    process, port, log = start(tmp_path, {"POWERSTRIP_ENVIRONMENT": "development"})
+    deadline = time.monotonic() + STARTUP_SECONDS
+    running = Server(process, port, log)
+    try:
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                running.request("GET", "/api/openapi.json")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"gunicorn did not start:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield running
+    finally:
+        assert stop(process) == 0, log.read_text()
+
+
+def test_gunicorn_serves_problems_request_ids_and_json_logs(server: Server) -> None:
+    response, body = server.request("GET", "/no/such/path", {"X-Request-ID": "e2e-12345"})
+    assert response.status == 404
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert response.getheader("X-Request-ID") == "e2e-12345"
+    problem = json.loads(body)
+    assert problem["status"] == 404
+    assert problem["request_id"] == "e2e-12345"
+    assert problem["instance"] == "/no/such/path"
+
+    response, body = server.request("GET", "/api/openapi.json")
+    assert response.status == 200
+    assert json.loads(body)["openapi"] == "3.1.0"
+    response, body = server.request("GET", "/api/docs")
+    assert response.status == 200
+    assert b"swagger-ui-bundle.js" in body
+
+    deadline = time.monotonic() + 10
+    while True:
+        lines = server.log_lines()  # every line parses as JSON, gunicorn's included
+        access = [line for line in lines if line.get("request_id") == "e2e-12345"]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    [record] = access
+    assert record["logger"] == "app.access"
+    assert record["status"] == 404
+    assert record["path"] == "/no/such/path"
+    assert record["method"] == "GET"
+    assert record["remote_addr"] == "127.0.0.1"
+    assert any(line.get("logger") == "gunicorn.error" for line in lines)
+
+
+def test_gunicorn_stops_on_bad_config_with_one_line(tmp_path: Path) -> None:
+    process, _, log = start(tmp_path, {"POWERSTRIP_ENVIRONMENT": "production"})
+    try:
+        code = process.wait(timeout=STARTUP_SECONDS)
+    finally:
+        stop(process)
+    assert code != 0
+    text = log.read_text()
+    assert "powerstrip: configuration key SECRET_KEY: required outside development" in text
+    assert "Traceback" not in text
