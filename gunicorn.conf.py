@@ -14,6 +14,10 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(min(multiprocessing.cpu_count() * 2, 8))))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
+# Build the app once in the master: a broken configuration or plugin stops startup with one
+# clean message instead of every worker failing in turn, and workers share its memory.
+# Anything holding sockets (database engines) must be reset in the worker after fork.
+preload_app = True
 # Without reuse_port one worker often accepts every keep-alive connection and the others idle.
 reuse_port = True
 # Heartbeat files on tmpfs: a disk-backed /tmp can stall workers into false timeouts.
