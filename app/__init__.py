@@ -1,9 +1,27 @@
-"""Powerstrip: a Flask REST API host composed of plugins."""
+"""Powerstrip: a Flask REST API host composed of plugins.
+
+This module is the public SDK: what a plugin may import. Everything else in ``app`` is host
+internals and may change without notice.
+"""
 
 from __future__ import annotations
 
-from app.config import ConfigError
+from app.config import ConfigError, HostConfig, StartupError
+from app.contracts import Clock
 from app.errors import Problem
 from app.factory import create_app
+from app.loader import PluginError, PluginRecord
+from app.plugin import ENTRY_POINT_GROUP, Plugin
 
-__all__ = ["ConfigError", "Problem", "create_app"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Clock",
+    "ConfigError",
+    "HostConfig",
+    "Plugin",
+    "PluginError",
+    "PluginRecord",
+    "Problem",
+    "StartupError",
+    "create_app",
+]

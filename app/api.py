@@ -18,6 +18,8 @@ from flask import Blueprint, Flask, Response, render_template, send_from_directo
 from flask_smorest import Api
 
 from app import errors
+from app.loader import PluginError
+from app.plugin import Plugin
 
 API_PREFIX = "/api"
 DOCS_PATH = f"{API_PREFIX}/docs"
@@ -47,10 +49,76 @@ class RateLimitResponsePlugin(BasePlugin):
             )
 
 
+class PluginOperationsPlugin(BasePlugin):
+    """Tag a plugin's operations with the plugin's name and prefix their operationIds with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plugin: str | None = None
+        self.operation_ids: dict[str, str] = {}
+
+    def operation_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        plugin = self.plugin
+        if plugin is None:
+            return
+        endpoint = str(getattr(kwargs.get("rule"), "endpoint", path)).rpartition(".")[2]
+        for method, operation in (operations or {}).items():
+            operation["tags"] = [plugin]
+            base = operation.get("operationId") or f"{endpoint}_{method}"
+            operation_id = base if base.startswith(f"{plugin}_") else f"{plugin}_{base}"
+            if operation_id in self.operation_ids:
+                raise PluginError(
+                    plugin,
+                    f"operationId collision: {operation_id!r} is already used by "
+                    f"plugin {self.operation_ids[operation_id]!r}",
+                )
+            self.operation_ids[operation_id] = plugin
+            operation["operationId"] = operation_id
+
+
 class PowerstripApi(Api):  # type: ignore[misc]
     """flask-smorest's ``Api`` answering and documenting errors as RFC 9457 problems."""
 
     ERROR_SCHEMA = errors.ProblemSchema
+
+    def __init__(self, app: Flask) -> None:
+        self.plugin_operations = PluginOperationsPlugin()
+        super().__init__(
+            app,
+            spec_kwargs={
+                "extra_plugins": [RateLimitResponsePlugin(), self.plugin_operations],
+                "info": {"description": "A REST API composed of plugins."},
+            },
+        )
+
+    def register_plugin(self, plugin: Plugin, url_prefix: str) -> list[str]:
+        """Mount a plugin's blueprints under ``url_prefix``, documented under its tag."""
+        names = []
+        self.plugin_operations.plugin = plugin.name
+        try:
+            for blueprint in plugin.blueprints:
+                name = (
+                    plugin.name
+                    if len(plugin.blueprints) == 1
+                    else f"{plugin.name}_{blueprint.name}"
+                )
+                prefix = url_prefix + (blueprint.url_prefix or "")
+                self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+                self._app.register_blueprint(blueprint, url_prefix=prefix, name=name)
+                blueprint.register_views_in_doc(
+                    self, self._app, self.spec, name=name, parameters=None
+                )
+                names.append(name)
+        finally:
+            self.plugin_operations.plugin = None
+        if plugin.blueprints:
+            self.spec.tag({"name": plugin.name, "description": plugin.description})
+        return names
 
     def _register_error_handlers(self) -> None:
         """Do nothing: ``create_app`` installs :mod:`app.errors` for the whole app."""
@@ -126,12 +194,6 @@ def init_app(app: Flask) -> PowerstripApi:
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
     )
-    api = PowerstripApi(
-        app,
-        spec_kwargs={
-            "extra_plugins": [RateLimitResponsePlugin()],
-            "info": {"description": "A REST API composed of plugins."},
-        },
-    )
+    api = PowerstripApi(app)
     app.register_blueprint(docs_blueprint())
     return api

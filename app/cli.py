@@ -26,7 +26,7 @@ def _create_app() -> Flask:
 
     try:
         return create_app()
-    except config.ConfigError as exc:
+    except config.StartupError as exc:
         click.echo(f"powerstrip: {exc}", err=True)
         sys.exit(2)
 

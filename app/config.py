@@ -30,7 +30,11 @@ MIN_SECRET_DISTINCT_CHARS = 10
 DEVELOPMENT_SECRET_KEY = "powerstrip-development-secret-key-not-for-production"  # noqa: S105
 
 
-class ConfigError(Exception):
+class StartupError(Exception):
+    """The app cannot start; the message is one line naming what is wrong."""
+
+
+class ConfigError(StartupError):
     """The configuration is invalid; the message is one line naming the key."""
 
 
@@ -97,6 +101,26 @@ class HostConfigSchema(ma.Schema):
         validate=_validate_storage_uri,
         metadata=_secret(description="memory:// (one process) or redis://host:port/db"),
     )
+    PLUGINS = ma.fields.List(
+        ma.fields.String(),
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Allow-list of plugin names (all installed plugins if unset)"},
+    )
+    PLUGINS_DISABLED = ma.fields.List(
+        ma.fields.String(),
+        load_default=list,
+        metadata={"description": "Plugins never imported"},
+    )
+    PLUGINS_STRICT = ma.fields.Boolean(
+        load_default=True,
+        metadata={"description": "Fail startup on a broken plugin (false: skip and report it)"},
+    )
+    PLUGIN_URL_PREFIX = ma.fields.String(
+        load_default="/api/v1",
+        validate=ma.validate.Regexp(r"^(/[a-z0-9._-]+)+$"),
+        metadata={"description": "Plugins are mounted at <prefix>/<plugin name>"},
+    )
     CORS_ORIGINS = ma.fields.List(
         ma.fields.String(validate=ma.validate.URL(schemes={"http", "https"}, require_tld=False)),
         load_default=list,
@@ -138,6 +162,10 @@ class HostConfig:
     RATELIMIT_ENABLED: bool
     RATELIMIT_DEFAULT: tuple[str, ...]
     RATELIMIT_STORAGE_URI: str
+    PLUGINS: tuple[str, ...] | None
+    PLUGINS_DISABLED: tuple[str, ...]
+    PLUGINS_STRICT: bool
+    PLUGIN_URL_PREFIX: str
     CORS_ORIGINS: tuple[str, ...]
     TRUSTED_PROXY_COUNT: int
 
@@ -236,6 +264,9 @@ def validate(values: Mapping[str, Any]) -> HostConfig:
         data["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
     data["RATELIMIT_DEFAULT"] = tuple(data["RATELIMIT_DEFAULT"])
     data["CORS_ORIGINS"] = tuple(data["CORS_ORIGINS"])
+    data["PLUGINS_DISABLED"] = tuple(data["PLUGINS_DISABLED"])
+    if data["PLUGINS"] is not None:
+        data["PLUGINS"] = tuple(data["PLUGINS"])
     return HostConfig(**data)
 
 

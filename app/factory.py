@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from app import api, config, errors, logs, ratelimit, security
+from app import api, composition, config, errors, loader, logs, ratelimit, security
 from app.cli import config_command
+from app.loader import PluginError, PluginRecord
 
 HOST_CONFIG = "powerstrip.config"
+PLUGINS = "powerstrip.plugins"
+API = "powerstrip.api"
+
+log = logging.getLogger(__name__)
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -23,8 +30,13 @@ class _JSONProvider(DefaultJSONProvider):
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults -> instance/config.toml -> POWERSTRIP_* env -> ``overrides``.
 
-    Raises :class:`app.config.ConfigError` (one line naming the key) if the result is invalid.
+    Raises :class:`app.config.StartupError` (one line) if the configuration is invalid or, in
+    strict mode, if a plugin is broken.
     """
+    return _build(overrides, excluded={})
+
+
+def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Flask:
     app = Flask("app", instance_path=config.instance_path(overrides, os.environ))
     host_config = config.load(Path(app.instance_path), overrides)
     logs.configure_logging(host_config.LOG_LEVEL)
@@ -39,8 +51,55 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)  # first: the request id exists before any other hook runs
     errors.init_app(app)
     smorest = api.init_app(app)
-    ratelimit.init_app(app, host_config, exempt_blueprints=[api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT])
-    security.init_app(app, host_config)
+    app.extensions[API] = smorest
     app.cli.add_command(config_command)
-    app.extensions["powerstrip.api"] = smorest
+
+    records, order = loader.discover(
+        host_version=metadata.version("powerstrip"),
+        allow=host_config.PLUGINS,
+        disabled=host_config.PLUGINS_DISABLED,
+        excluded=excluded,
+    )
+    failed = [record for record in records.values() if record.state == "failed"]
+    if failed and host_config.PLUGINS_STRICT:
+        raise PluginError(failed[0].name, failed[0].reason or "failed")
+    plugins = [record.plugin for name in order if (record := records[name]).plugin]
+    owners: dict[str, str] = {}
+    app.extensions[PLUGINS] = records
+    try:
+        for plugin in plugins:
+            for name in composition.register_blueprints(
+                app, smorest, plugin, host_config.PLUGIN_URL_PREFIX
+            ):
+                owners[name] = plugin.name
+            if plugin.commands is not None:
+                app.cli.add_command(plugin.commands, plugin.name)
+        composition.install_injector(app, host_config, plugins, owners)
+    except PluginError as exc:
+        if host_config.PLUGINS_STRICT:
+            raise
+        # Flask cannot unregister routes: build again without the plugin that broke.
+        return _build(overrides, {**excluded, exc.plugin: exc.cause})
+    for record in failed:
+        log.error("plugin skipped", extra={"plugin": record.name, "reason": record.reason})
+
+    exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
+    exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
+    ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
+    security.init_app(app, host_config)
+    for plugin in plugins:
+        if plugin.setup is not None:
+            plugin.setup(app)
+    app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
+
+
+def _with_route_counts(
+    app: Flask, records: dict[str, PluginRecord], owners: Mapping[str, str]
+) -> dict[str, PluginRecord]:
+    counts: dict[str, int] = {}
+    for rule in app.url_map.iter_rules():
+        owner = owners.get(rule.endpoint.partition(".")[0])
+        if owner is not None:
+            counts[owner] = counts.get(owner, 0) + 1
+    return {name: record.with_routes(counts.get(name, 0)) for name, record in records.items()}

@@ -1,0 +1,154 @@
+"""Compose checked plugins into the app: blueprints, CLI, injector modules, FlaskInjector.
+
+Raises :class:`~app.loader.PluginError` naming the plugin for a route or operationId
+collision, a broken injector module, a missing binding or a view flask-injector cannot serve.
+Every injected dependency of every plugin view is resolved here, at startup, so a missing
+binding fails ``create_app`` rather than the first request.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import injector
+from flask import Flask
+from flask_injector import FlaskInjector
+
+from app.api import PowerstripApi
+from app.config import HostConfig
+from app.contracts import Clock
+from app.loader import PluginError
+from app.plugin import Plugin
+
+
+class CoreModule(injector.Module):
+    """Binds the host contracts every plugin may ask for."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self._config = config
+
+    def configure(self, binder: injector.Binder) -> None:
+        binder.bind(HostConfig, to=self._config)
+        binder.bind(Clock, to=Clock(), scope=injector.singleton)
+
+
+def _route_keys(app: Flask) -> set[tuple[str, str, str]]:
+    return {
+        (rule.rule, method, rule.endpoint)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+        if method not in {"HEAD", "OPTIONS"}
+    }
+
+
+def register_blueprints(app: Flask, api: PowerstripApi, plugin: Plugin, prefix: str) -> list[str]:
+    """Mount the plugin's blueprints under ``prefix/<name>``; return their Flask names."""
+    before = _route_keys(app)
+    names = api.register_plugin(plugin, f"{prefix}/{plugin.name}")
+    after = _route_keys(app)
+    existing = {(rule, method) for rule, method, _ in before}
+    clashes = sorted(
+        {f"{method} {rule}" for rule, method, _ in after - before if (rule, method) in existing}
+    )
+    if clashes:
+        raise PluginError(plugin.name, f"route collision: {', '.join(clashes)} already exists")
+    return names
+
+
+def _views(view: Callable[..., Any]) -> Iterator[tuple[Callable[..., Any], bool]]:
+    """The callables flask-injector will inject into, with whether they are class-based."""
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        yield inspect.unwrap(view), False
+        return
+    yield view_class.__init__, True
+    for method in sorted(getattr(view_class, "methods", None) or ()):
+        handler = getattr(view_class, method.lower(), None)
+        if handler is not None:
+            yield handler, True
+
+
+def _needed(function: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:
+    try:
+        bindings = injector.get_bindings(injector.inject(function))
+    except Exception:  # noqa: BLE001 - unannotated or builtin callables inject nothing
+        return {}
+    # flask-smorest passes @arguments values positionally before any injected parameter, and
+    # the URL's variables by name; flask-injector leaves both alone, so does this check.
+    passed = len(getattr(function, "_apidoc", {}).get("arguments", {}).get("parameters", []))
+    positional = [
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if name != "self" and parameter.kind is not inspect.Parameter.KEYWORD_ONLY
+    ][:passed]
+    return {
+        name: dependency
+        for name, dependency in bindings.items()
+        if name not in url_arguments and name not in positional
+    }
+
+
+def check_view_classes(app: Flask, owners: Mapping[str, str]) -> None:
+    """Reject class-based views flask-injector 0.15 fails on (before it sees them)."""
+    for endpoint, view in app.view_functions.items():
+        plugin = owners.get(endpoint.partition(".")[0])
+        view_class = getattr(view, "view_class", None)
+        if plugin is None or view_class is None:
+            continue
+        if not getattr(view_class, "init_every_request", True):
+            raise PluginError(
+                plugin,
+                f"view {endpoint} sets init_every_request = False, which flask-injector "
+                "0.15 cannot serve; remove it",
+            )
+
+
+def check_views(app: Flask, inj: injector.Injector, owners: Mapping[str, str]) -> None:
+    """Resolve every injected dependency of every plugin view now, inside a request."""
+    arguments: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        arguments.setdefault(rule.endpoint, set()).update(rule.arguments)
+    with app.test_request_context():
+        for endpoint, view in app.view_functions.items():
+            plugin = owners.get(endpoint.partition(".")[0])
+            if plugin is None:
+                continue
+            for function, _ in _views(view):
+                needed = _needed(function, arguments.get(endpoint, set()))
+                if needed and inspect.iscoroutinefunction(function):
+                    raise PluginError(
+                        plugin,
+                        f"view {endpoint} is async with injected arguments, which "
+                        "flask-injector 0.15 cannot serve; make it a plain function",
+                    )
+                for name, dependency in needed.items():
+                    try:
+                        inj.get(dependency)
+                    except Exception as exc:  # noqa: BLE001 - reported with its cause
+                        kind = getattr(dependency, "__name__", repr(dependency))
+                        raise PluginError(
+                            plugin,
+                            f"missing DI binding: view {endpoint} needs {name}: {kind} "
+                            f"({type(exc).__name__}: {exc})",
+                        ) from None
+
+
+def install_injector(
+    app: Flask, config: HostConfig, plugins: list[Plugin], owners: Mapping[str, str]
+) -> injector.Injector:
+    """Build the one Injector of this app, apply FlaskInjector, check every view's needs."""
+    inj = injector.Injector([CoreModule(config)], auto_bind=True)
+    for plugin in plugins:
+        for module in plugin.modules:
+            try:
+                inj.binder.install(module)
+            except Exception as exc:  # noqa: BLE001 - the plugin's fault, reported
+                raise PluginError(
+                    plugin.name, f"injector module failed: {type(exc).__name__}: {exc}"
+                ) from None
+    check_view_classes(app, owners)
+    FlaskInjector(app=app, injector=inj)
+    check_views(app, inj, owners)
+    return inj

@@ -1,0 +1,218 @@
+"""Plugin discovery and checking, before anything is registered in the app.
+
+Order (each failure is one line naming the plugin and the cause):
+
+1. enumerate entry points of ``powerstrip.plugins`` without importing them; apply the
+   ``PLUGINS`` allow-list and ``PLUGINS_DISABLED``; reject invalid and duplicate names;
+2. check the distribution's requirement on ``powerstrip`` against the running host version;
+3. import; check the value is a :class:`~app.plugin.Plugin` named like its entry point;
+4. check ``requires`` (missing, failed or cyclic dependencies) and order topologically.
+
+A failed plugin takes everything that requires it down with it. Whether a failure stops
+startup is the caller's decision (strict or lenient mode): :func:`discover` reports, it never
+raises for a plugin's fault.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from importlib import metadata
+from typing import Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from app.config import StartupError
+from app.plugin import ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
+
+HOST_DISTRIBUTION = "powerstrip"
+
+State = Literal["enabled", "disabled", "failed"]
+
+
+class PluginError(StartupError):
+    """A plugin cannot be loaded; the message is one line naming the plugin and the cause."""
+
+    def __init__(self, plugin: str, cause: str) -> None:
+        super().__init__(f"plugin {plugin!r}: {cause}")
+        self.plugin = plugin
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class PluginRecord:
+    """What the host knows about one installed plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    state: State
+    reason: str | None = None
+    plugin: Plugin | None = None
+    routes: int = 0
+
+    @property
+    def plugin_exempt(self) -> bool:
+        """Whether the plugin asked to be exempt from the default rate limits."""
+        return self.plugin is not None and self.plugin.rate_limit_exempt
+
+    def with_routes(self, routes: int) -> PluginRecord:
+        """This record with its route count."""
+        return replace(self, routes=routes)
+
+    def failed(self, reason: str) -> PluginRecord:
+        """This record, marked failed for ``reason``."""
+        return replace(self, state="failed", reason=reason, plugin=None)
+
+
+def _record(
+    name: str, entry_point: metadata.EntryPoint | None, state: State, reason: str | None
+) -> PluginRecord:
+    dist = entry_point.dist if entry_point is not None else None
+    return PluginRecord(
+        name=name,
+        distribution=dist.name if dist is not None else None,
+        version=dist.version if dist is not None else None,
+        state=state,
+        reason=reason,
+    )
+
+
+def _incompatibility(entry_point: metadata.EntryPoint, host_version: str) -> str | None:
+    dist = entry_point.dist
+    if dist is None or canonicalize_name(dist.name) == HOST_DISTRIBUTION:
+        return None
+    for line in dist.requires or ():
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != HOST_DISTRIBUTION:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            compatible = requirement.specifier.contains(Version(host_version), prereleases=True)
+        except InvalidVersion:  # pragma: no cover - our own version is always valid
+            return None
+        if not compatible:
+            return (
+                f"incompatible host version: {dist.name} {dist.version} requires "
+                f"powerstrip{requirement.specifier}, this host is {host_version}"
+            )
+    return None
+
+
+def _import(entry_point: metadata.EntryPoint) -> Plugin | str:
+    try:
+        value = entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's, reported
+        return f"import failed: {type(exc).__name__}: {exc}"
+    if not isinstance(value, Plugin):
+        return (
+            f"entry point {entry_point.value!r} is a {type(value).__name__}, "
+            "not a powerstrip Plugin"
+        )
+    if value.name != entry_point.name:
+        return f"declares name {value.name!r} but its entry point is named {entry_point.name!r}"
+    return value
+
+
+def _order(records: dict[str, PluginRecord]) -> list[str]:
+    """Fail plugins with missing, failed or cyclic requirements; return the load order."""
+    changed = True
+    while changed:  # a failure can cascade through several levels of requires
+        changed = False
+        for name, record in records.items():
+            if record.state != "enabled" or record.plugin is None:
+                continue
+            for needed in record.plugin.requires:
+                other = records.get(needed)
+                if other is None:
+                    reason = f"missing dependency: requires {needed!r}, which is not installed"
+                elif other.state != "enabled":
+                    reason = f"missing dependency: requires {needed!r}, which is {other.state}"
+                else:
+                    continue
+                records[name] = record.failed(reason)
+                changed = True
+                break
+    enabled = {name: r.plugin for name, r in records.items() if r.state == "enabled" and r.plugin}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in sorted(enabled):
+        sorter.add(name, *sorted(enabled[name].requires))
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        cycle: list[str] = exc.args[1]
+        path = " -> ".join(cycle)
+        for name in set(cycle):
+            records[name] = records[name].failed(f"dependency cycle: {path}")
+        return _order(records)
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    host_version: str
+    allow: Sequence[str] | None
+    disabled: frozenset[str]
+    excluded: Mapping[str, str]
+
+
+def _refusal(
+    name: str, candidates: list[metadata.EntryPoint], filters: _Filters
+) -> tuple[State, str] | None:
+    """Why a plugin is not imported at all, or None if it may be."""
+    if name in filters.disabled:
+        return "disabled", "listed in PLUGINS_DISABLED"
+    if filters.allow is not None and name not in filters.allow:
+        return "disabled", "not listed in PLUGINS"
+    if len(candidates) > 1:
+        distributions = sorted({ep.dist.name if ep.dist else "?" for ep in candidates})
+        return "failed", f"duplicate name: provided by {', '.join(distributions)}"
+    if not NAME_PATTERN.fullmatch(name):
+        return "failed", "invalid name: use 2-32 of a-z, 0-9 and _, starting with a letter"
+    if name in filters.excluded:
+        return "failed", filters.excluded[name]
+    reason = _incompatibility(candidates[0], filters.host_version)
+    return ("failed", reason) if reason else None
+
+
+def _check(name: str, candidates: list[metadata.EntryPoint], filters: _Filters) -> PluginRecord:
+    first = candidates[0]
+    refusal = _refusal(name, candidates, filters)
+    if refusal is not None:
+        return _record(name, first, *refusal)
+    loaded = _import(first)
+    if isinstance(loaded, str):
+        return _record(name, first, "failed", loaded)
+    return replace(_record(name, first, "enabled", None), version=loaded.version, plugin=loaded)
+
+
+def discover(
+    *,
+    host_version: str,
+    allow: Sequence[str] | None,
+    disabled: Iterable[str],
+    excluded: Mapping[str, str] | None = None,
+) -> tuple[dict[str, PluginRecord], list[str]]:
+    """Find, check and order the installed plugins.
+
+    :param excluded: plugins that failed a later step (name -> reason), reported as failed
+    :returns: a record for every installed plugin (and for every name in ``allow`` that is
+        not installed) and the names of the enabled plugins in load order
+    """
+    filters = _Filters(host_version, allow, frozenset(disabled), excluded or {})
+    by_name: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        by_name[entry_point.name].append(entry_point)
+    records = {name: _check(name, by_name[name], filters) for name in sorted(by_name)}
+    for name in allow or ():
+        if name not in records:
+            records[name] = _record(name, None, "failed", "listed in PLUGINS but not installed")
+    order = _order(records)
+    return records, order

@@ -1,0 +1,58 @@
+"""The plugin contract: one declarative value a plugin's entry point points at.
+
+A plugin package declares, in its ``pyproject.toml``::
+
+    [project.entry-points."powerstrip.plugins"]
+    hello = "hello_plugin:plugin"
+
+and ``hello_plugin.plugin`` is a :class:`Plugin`. Data, not inheritance: there is no base class
+to subclass and no hook to override.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import injector
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+ENTRY_POINT_GROUP = "powerstrip.plugins"
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,31}")
+
+InjectorModule = injector.Module | type[injector.Module] | Callable[[injector.Binder], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plugin:
+    """What a plugin contributes to the host.
+
+    :param name: lower-case identifier (``[a-z][a-z0-9_]{1,31}``); equals the entry-point name,
+        prefixes the plugin's routes (``/api/v1/<name>``), operationIds and tables
+    :param version: the plugin's version
+    :param description: one line; becomes the plugin's OpenAPI tag description
+    :param requires: names of plugins this one needs; they load first
+    :param blueprints: flask-smorest blueprints, mounted under ``/api/v1/<name>``
+    :param modules: injector modules binding the plugin's services
+    :param commands: a click group mounted as ``flask <name> ...``
+    :param migrations: the plugin's Alembic versions directory
+    :param setup: called once with the app after everything is registered (signal subscriptions)
+    :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
+    """
+
+    name: str
+    version: str
+    description: str = ""
+    requires: Sequence[str] = ()
+    blueprints: Sequence[Any] = ()
+    modules: Sequence[InjectorModule] = ()
+    commands: click.Group | None = None
+    migrations: Path | None = None
+    setup: Callable[[Flask], None] | None = None
+    rate_limit_exempt: bool = False

@@ -1,0 +1,43 @@
+"""HTTP views of the health plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+
+from plugins.health.service import HealthService
+
+blueprint = Blueprint("health", __name__, description="Liveness and readiness probes")
+
+
+class LiveSchema(ma.Schema):
+    status = ma.fields.String(required=True, metadata={"example": "ok"})
+
+
+class PluginStateSchema(ma.Schema):
+    state = ma.fields.String(required=True)
+    reason = ma.fields.String(allow_none=True)
+
+
+class ReadySchema(ma.Schema):
+    status = ma.fields.String(required=True, metadata={"description": "ready or degraded"})
+    plugins = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(PluginStateSchema))
+
+
+@blueprint.route("/live")
+@blueprint.response(200, LiveSchema)
+def live() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@blueprint.route("/ready")
+@blueprint.response(200, ReadySchema)
+@blueprint.alt_response(503, schema=ReadySchema, description="A plugin or dependency is down")
+def ready(service: HealthService) -> tuple[dict[str, Any], int]:
+    """Every plugin loaded and every dependency answers."""
+    readiness = service.readiness()
+    body = {"status": "ready" if readiness.ready else "degraded", "plugins": readiness.plugins}
+    return body, 200 if readiness.ready else 503

@@ -1,0 +1,292 @@
+"""Plugin discovery and every failure mode, with real installed fixture distributions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import PluginError, create_app
+from tests.plugin_fixtures import Installer
+
+
+@pytest.fixture
+def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
+    root = tmp_path / "site"
+    root.mkdir()
+    return Installer(root, monkeypatch)
+
+
+def build(instance_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    return create_app({"ENVIRONMENT": "testing", "INSTANCE_PATH": str(instance_path), **overrides})
+
+
+def states(app) -> dict[str, tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    return {n: (r.state, r.reason) for n, r in app.extensions["powerstrip.plugins"].items()}
+
+
+def test_installed_plugin_is_mounted_tagged_and_documented(
+    installer: Installer, instance_path: Path
+) -> None:
+    installer.install("greeter")
+    app = build(instance_path)
+    client = app.test_client()
+    assert client.get("/api/v1/greeter/hello").get_json() == {"plugin": "greeter"}
+    spec = client.get("/api/openapi.json").get_json()
+    operation = spec["paths"]["/api/v1/greeter/hello"]["get"]
+    assert operation["tags"] == ["greeter"]
+    assert operation["operationId"] == "greeter_hello_get"
+    assert {"name": "greeter", "description": "The greeter plugin"} in spec["tags"]
+    record = app.extensions["powerstrip.plugins"]["greeter"]
+    assert (record.state, record.version, record.routes) == ("enabled", "1.2.3", 1)
+
+
+def test_url_prefix_is_configurable(installer: Installer, instance_path: Path) -> None:
+    installer.install("greeter")
+    client = build(instance_path, PLUGIN_URL_PREFIX="/v2").test_client()
+    assert client.get("/v2/greeter/hello").status_code == 200
+
+
+def test_disabled_plugin_is_never_imported(installer: Installer, instance_path: Path) -> None:
+    package = installer.install("broken", "raise RuntimeError('must not be imported')\n")
+    app = build(instance_path, PLUGINS_DISABLED=["broken"])
+    assert states(app)["broken"] == ("disabled", "listed in PLUGINS_DISABLED")
+    assert package not in sys.modules
+
+
+def test_allow_list_disables_the_rest(installer: Installer, instance_path: Path) -> None:
+    package = installer.install("other", "raise RuntimeError('must not be imported')\n")
+    app = build(instance_path, PLUGINS=["health"])
+    assert states(app)["other"] == ("disabled", "not listed in PLUGINS")
+    assert states(app)["health"][0] == "enabled"
+    assert package not in sys.modules
+
+
+def test_allow_list_naming_a_missing_plugin_fails(instance_path: Path) -> None:
+    with pytest.raises(PluginError, match=r"^plugin 'ghost': listed in PLUGINS but not installed$"):
+        build(instance_path, PLUGINS=["health", "ghost"])
+
+
+def test_import_error_strict_fails_with_one_line(installer: Installer, instance_path: Path) -> None:
+    installer.install("broken", "raise RuntimeError('boom at import')\n")
+    with pytest.raises(PluginError) as caught:
+        build(instance_path)
+    assert str(caught.value) == "plugin 'broken': import failed: RuntimeError: boom at import"
+
+
+def test_import_error_lenient_skips_and_reports(installer: Installer, instance_path: Path) -> None:
+    installer.install("broken", "raise RuntimeError('boom at import')\n")
+    app = build(instance_path, PLUGINS_STRICT=False)
+    assert states(app)["broken"] == ("failed", "import failed: RuntimeError: boom at import")
+    response = app.test_client().get("/api/v1/health/ready")
+    assert response.status_code == 503
+    assert response.get_json()["plugins"]["broken"]["state"] == "failed"
+    assert app.test_client().get("/api/v1/health/live").status_code == 200
+
+
+def test_not_a_plugin_value(installer: Installer, instance_path: Path) -> None:
+    installer.install("odd", "plugin = {'name': 'odd'}\n")
+    with pytest.raises(
+        PluginError, match=r"plugin 'odd': entry point .* is a dict, not a powerstrip Plugin"
+    ):
+        build(instance_path)
+
+
+def test_name_must_match_entry_point(installer: Installer, instance_path: Path) -> None:
+    installer.install(
+        "alias", "from app import Plugin\nplugin = Plugin(name='real', version='1')\n"
+    )
+    with pytest.raises(PluginError, match=r"plugin 'alias': declares name 'real'"):
+        build(instance_path)
+
+
+def test_invalid_name(installer: Installer, instance_path: Path) -> None:
+    installer.install("Bad-Name")
+    with pytest.raises(PluginError, match=r"plugin 'Bad-Name': invalid name"):
+        build(instance_path)
+
+
+def test_duplicate_name(installer: Installer, instance_path: Path) -> None:
+    installer.install("twin", distribution="twin-one")
+    installer.install("twin", distribution="twin-two")
+    with pytest.raises(
+        PluginError, match=r"plugin 'twin': duplicate name: provided by twin-one, twin-two"
+    ):
+        build(instance_path)
+
+
+def test_incompatible_host_version(installer: Installer, instance_path: Path) -> None:
+    package = installer.install(
+        "future", "raise RuntimeError('not imported')\n", host_requirement=">=9"
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'future': incompatible host version: .* requires powerstrip>=9, "
+        r"this host is 0\.1\.0",
+    ):
+        build(instance_path)
+    assert package not in sys.modules
+
+
+def test_missing_dependency_cascades_in_lenient_mode(
+    installer: Installer, instance_path: Path
+) -> None:
+    installer.install("middle", requires=("ghost",))
+    installer.install("top", requires=("middle",))
+    app = build(instance_path, PLUGINS_STRICT=False)
+    assert states(app)["middle"] == (
+        "failed",
+        "missing dependency: requires 'ghost', which is not installed",
+    )
+    assert states(app)["top"] == (
+        "failed",
+        "missing dependency: requires 'middle', which is failed",
+    )
+    assert app.test_client().get("/api/v1/top/hello").status_code == 404
+
+
+def test_missing_dependency_strict(installer: Installer, instance_path: Path) -> None:
+    installer.install("middle", requires=("ghost",))
+    with pytest.raises(PluginError, match=r"plugin 'middle': missing dependency: requires 'ghost'"):
+        build(instance_path)
+
+
+def test_dependency_cycle(installer: Installer, instance_path: Path) -> None:
+    installer.install("alpha", requires=("beta",))
+    installer.install("beta", requires=("alpha",))
+    installer.install("gamma", requires=("health",))
+    app = build(instance_path, PLUGINS_STRICT=False)
+    assert states(app)["alpha"][0] == "failed"
+    assert "dependency cycle" in (states(app)["alpha"][1] or "")
+    assert states(app)["gamma"] == ("enabled", None)
+
+
+def test_requires_orders_loading(installer: Installer, instance_path: Path) -> None:
+    installer.install("zeta")
+    installer.install("able", requires=("zeta",))
+    app = build(instance_path)
+    assert states(app)["able"] == ("enabled", None)
+
+
+MISSING_BINDING = """
+from typing import Protocol, runtime_checkable
+from flask_smorest import Blueprint
+from app import Plugin
+
+@runtime_checkable
+class Greeter(Protocol):
+    def greet(self) -> str: ...
+
+blp = Blueprint("needy", __name__)
+
+@blp.route("/hello")
+@blp.response(200)
+def hello(greeter: Greeter):
+    return {"text": greeter.greet()}
+
+plugin = Plugin(name="needy", version="1", blueprints=[blp])
+"""
+
+
+def test_missing_binding_fails_at_startup(installer: Installer, instance_path: Path) -> None:
+    installer.install("needy", MISSING_BINDING)
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'needy': missing DI binding: view needy.hello needs greeter: Greeter",
+    ):
+        build(instance_path)
+
+
+def test_missing_binding_lenient_rebuilds_without_the_plugin(
+    installer: Installer, instance_path: Path
+) -> None:
+    installer.install("needy", MISSING_BINDING)
+    installer.install("fine")
+    app = build(instance_path, PLUGINS_STRICT=False)
+    assert states(app)["needy"][0] == "failed"
+    client = app.test_client()
+    assert client.get("/api/v1/needy/hello").status_code == 404
+    assert client.get("/api/v1/fine/hello").status_code == 200
+
+
+BOUND = MISSING_BINDING.replace(
+    'plugin = Plugin(name="needy", version="1", blueprints=[blp])',
+    """class English:
+    def greet(self) -> str:
+        return "hello"
+
+def configure(binder):
+    binder.bind(Greeter, to=English())
+
+plugin = Plugin(name="needy", version="1", blueprints=[blp], modules=[configure])""",
+)
+
+
+def test_bound_service_is_injected(installer: Installer, instance_path: Path) -> None:
+    installer.install("needy", BOUND)
+    response = build(instance_path).test_client().get("/api/v1/needy/hello")
+    assert response.get_json() == {"text": "hello"}
+
+
+def test_broken_injector_module(installer: Installer, instance_path: Path) -> None:
+    code = BOUND.replace("binder.bind(Greeter, to=English())", "raise ValueError('bad module')")
+    installer.install("needy", code)
+    with pytest.raises(
+        PluginError, match=r"plugin 'needy': injector module failed: ValueError: bad module"
+    ):
+        build(instance_path)
+
+
+def test_async_view_with_injection_is_rejected(installer: Installer, instance_path: Path) -> None:
+    installer.install("needy", BOUND.replace("def hello(greeter", "async def hello(greeter"))
+    with pytest.raises(
+        PluginError, match=r"plugin 'needy': view needy.hello is async with injected arguments"
+    ):
+        build(instance_path)
+
+
+def test_init_every_request_false_is_rejected(installer: Installer, instance_path: Path) -> None:
+    code = """
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from app import Plugin
+
+blp = Blueprint("views", __name__)
+
+@blp.route("/items")
+class Items(MethodView):
+    init_every_request = False
+
+    @blp.response(200)
+    def get(self):
+        return []
+
+plugin = Plugin(name="views", version="1", blueprints=[blp])
+"""
+    installer.install("views", code)
+    with pytest.raises(
+        PluginError, match=r"plugin 'views': view views.Items sets init_every_request = False"
+    ):
+        build(instance_path)
+
+
+def test_route_collision(installer: Installer, instance_path: Path) -> None:
+    code = """
+from flask_smorest import Blueprint
+from app import Plugin
+
+blp = Blueprint("docs", __name__)
+
+@blp.route("")
+@blp.response(200)
+def page():
+    return {}
+
+plugin = Plugin(name="docs", version="1", blueprints=[blp])
+"""
+    installer.install("docs", code)
+    with pytest.raises(
+        PluginError, match=r"plugin 'docs': route collision: GET /api/docs already exists"
+    ):
+        build(instance_path, PLUGIN_URL_PREFIX="/api")
