@@ -9,7 +9,7 @@ binding fails ``create_app`` rather than the first request.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import injector
@@ -57,37 +57,50 @@ def register_blueprints(app: Flask, api: PowerstripApi, plugin: Plugin, prefix: 
     return names
 
 
-def _views(view: Callable[..., Any]) -> Iterator[tuple[Callable[..., Any], bool]]:
-    """The callables flask-injector will inject into, with whether they are class-based."""
-    view_class = getattr(view, "view_class", None)
-    if view_class is None:
-        yield inspect.unwrap(view), False
-        return
-    yield view_class.__init__, True
-    for method in sorted(getattr(view_class, "methods", None) or ()):
-        handler = getattr(view_class, method.lower(), None)
-        if handler is not None:
-            yield handler, True
+def _passed_by_request(function: Callable[..., Any], url_arguments: set[str]) -> set[str]:
+    """Parameters flask and flask-smorest fill: URL variables and @arguments values.
 
-
-def _needed(function: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:
-    try:
-        bindings = injector.get_bindings(injector.inject(function))
-    except Exception:  # noqa: BLE001 - unannotated or builtin callables inject nothing
-        return {}
-    # flask-smorest passes @arguments values positionally before any injected parameter, and
-    # the URL's variables by name; flask-injector leaves both alone, so does this check.
+    flask-smorest passes @arguments values positionally, before any other parameter.
+    """
     passed = len(getattr(function, "_apidoc", {}).get("arguments", {}).get("parameters", []))
     positional = [
         name
         for name, parameter in inspect.signature(function).parameters.items()
         if name != "self" and parameter.kind is not inspect.Parameter.KEYWORD_ONLY
     ][:passed]
-    return {
-        name: dependency
-        for name, dependency in bindings.items()
-        if name not in url_arguments and name not in positional
-    }
+    return url_arguments | set(positional)
+
+
+def _function_view_needs(function: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:
+    # flask-injector marks every function view with @inject itself; so does this check.
+    bindings = injector.get_bindings(injector.inject(function))
+    passed = _passed_by_request(function, url_arguments)
+    return {name: kind for name, kind in bindings.items() if name not in passed}
+
+
+def _class_view_needs(
+    plugin: str, endpoint: str, view_class: type[Any], url_arguments: set[str]
+) -> dict[str, Any]:
+    # flask-injector builds a class-based view with Injector.create_object: only its
+    # __init__ (marked @inject) is injected; a service asked for by a method never arrives.
+    for method in sorted(getattr(view_class, "methods", None) or ()):
+        handler = getattr(view_class, method.lower())
+        passed = _passed_by_request(handler, url_arguments)
+        missing = [
+            name
+            for name, parameter in inspect.signature(handler).parameters.items()
+            if name != "self"
+            and name not in passed
+            and parameter.default is inspect.Parameter.empty
+            and parameter.kind not in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}
+        ]
+        if missing:
+            raise PluginError(
+                plugin,
+                f"view {endpoint}.{method.lower()} takes {', '.join(missing)}, but "
+                "flask-injector injects class-based views only through an @inject __init__",
+            )
+    return dict(injector.get_bindings(view_class.__init__))
 
 
 def check_view_classes(app: Flask, owners: Mapping[str, str]) -> None:
@@ -115,24 +128,29 @@ def check_views(app: Flask, inj: injector.Injector, owners: Mapping[str, str]) -
             plugin = owners.get(endpoint.partition(".")[0])
             if plugin is None:
                 continue
-            for function, _ in _views(view):
-                needed = _needed(function, arguments.get(endpoint, set()))
+            view_class = getattr(view, "view_class", None)
+            url_arguments = arguments.get(endpoint, set())
+            if view_class is not None:
+                needed = _class_view_needs(plugin, endpoint, view_class, url_arguments)
+            else:
+                function = inspect.unwrap(view)
+                needed = _function_view_needs(function, url_arguments)
                 if needed and inspect.iscoroutinefunction(function):
                     raise PluginError(
                         plugin,
                         f"view {endpoint} is async with injected arguments, which "
                         "flask-injector 0.15 cannot serve; make it a plain function",
                     )
-                for name, dependency in needed.items():
-                    try:
-                        inj.get(dependency)
-                    except Exception as exc:  # noqa: BLE001 - reported with its cause
-                        kind = getattr(dependency, "__name__", repr(dependency))
-                        raise PluginError(
-                            plugin,
-                            f"missing DI binding: view {endpoint} needs {name}: {kind} "
-                            f"({type(exc).__name__}: {exc})",
-                        ) from None
+            for name, dependency in needed.items():
+                try:
+                    inj.get(dependency)
+                except Exception as exc:  # noqa: BLE001 - reported with its cause
+                    kind = getattr(dependency, "__name__", repr(dependency))
+                    raise PluginError(
+                        plugin,
+                        f"missing DI binding: view {endpoint} needs {name}: {kind} "
+                        f"({type(exc).__name__}: {exc})",
+                    ) from None
 
 
 def install_injector(

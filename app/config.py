@@ -262,12 +262,9 @@ def validate(values: Mapping[str, Any]) -> HostConfig:
         raise ConfigError(f"configuration key {key}: {message}") from None
     if data["SECRET_KEY"] is None:
         data["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
-    data["RATELIMIT_DEFAULT"] = tuple(data["RATELIMIT_DEFAULT"])
-    data["CORS_ORIGINS"] = tuple(data["CORS_ORIGINS"])
-    data["PLUGINS_DISABLED"] = tuple(data["PLUGINS_DISABLED"])
-    if data["PLUGINS"] is not None:
-        data["PLUGINS"] = tuple(data["PLUGINS"])
-    return HostConfig(**data)
+    # Lists become tuples: the validated configuration is immutable.
+    frozen: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return HostConfig(**frozen)
 
 
 def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> HostConfig:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -41,7 +40,6 @@ class Plugin:
     :param blueprints: flask-smorest blueprints, mounted under ``/api/v1/<name>``
     :param modules: injector modules binding the plugin's services
     :param commands: a click group mounted as ``flask <name> ...``
-    :param migrations: the plugin's Alembic versions directory
     :param setup: called once with the app after everything is registered (signal subscriptions)
     :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
     """
@@ -53,6 +51,5 @@ class Plugin:
     blueprints: Sequence[Any] = ()
     modules: Sequence[InjectorModule] = ()
     commands: click.Group | None = None
-    migrations: Path | None = None
     setup: Callable[[Flask], None] | None = None
     rate_limit_exempt: bool = False

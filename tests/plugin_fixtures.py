@@ -9,21 +9,38 @@ from pathlib import Path
 
 import pytest
 
-OK_PLUGIN = """
+HEADER = """
+from typing import Protocol, runtime_checkable
+import click
+import marshmallow as ma
+from flask.views import MethodView
 from flask_smorest import Blueprint
+from injector import inject
 from app import Plugin
 
-blp = Blueprint("{name}", __name__)
+blp = Blueprint({name!r}, __name__)
+"""
 
+HELLO_VIEW = """
 @blp.route("/hello")
 @blp.response(200)
 def hello():
     \"\"\"Say hello.\"\"\"
-    return {{"plugin": "{name}"}}
-
-plugin = Plugin(name="{name}", version="1.2.3", description="The {name} plugin",
-                requires={requires!r}, blueprints=[blp])
+    return {{"plugin": {name!r}}}
 """
+
+
+def plugin_source(name: str, body: str = HELLO_VIEW, **fields: str) -> str:
+    """Source of a plugin module: imports, a blueprint ``blp``, ``body``, then ``plugin``.
+
+    ``fields`` are extra ``Plugin`` arguments as source text, e.g. ``requires="('a',)"``.
+    """
+    extra = "".join(f", {key}={value}" for key, value in fields.items())
+    return (
+        HEADER.format(name=name)
+        + textwrap.dedent(body).format(name=name)
+        + f"\nplugin = Plugin(name={name!r}, version='1.2.3', blueprints=[blp]{extra})\n"
+    )
 
 
 class Installer:
@@ -44,8 +61,11 @@ class Installer:
         package = f"fixture_{name.lower().replace('-', '_')}_{uuid.uuid4().hex[:8]}"
         dist = distribution or f"powerstrip-{package.replace('_', '-')}"
         (self.root / package).mkdir()
-        source = code if code is not None else OK_PLUGIN.format(name=name, requires=requires)
-        (self.root / package / "__init__.py").write_text(textwrap.dedent(source))
+        if code is None:
+            code = plugin_source(
+                name, requires=repr(requires), description=repr(f"The {name} plugin")
+            )
+        (self.root / package / "__init__.py").write_text(code)
         info = self.root / f"{dist.replace('-', '_')}-1.0.dist-info"
         info.mkdir()
         metadata = f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n"

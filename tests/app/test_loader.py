@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import PluginError, create_app
-from tests.plugin_fixtures import Installer
+from tests.plugin_fixtures import HELLO_VIEW, Installer, plugin_source
 
 
 @pytest.fixture
@@ -169,24 +169,25 @@ def test_requires_orders_loading(installer: Installer, instance_path: Path) -> N
     assert states(app)["able"] == ("enabled", None)
 
 
-MISSING_BINDING = """
-from typing import Protocol, runtime_checkable
-from flask_smorest import Blueprint
-from app import Plugin
-
+GREETER = """
 @runtime_checkable
 class Greeter(Protocol):
     def greet(self) -> str: ...
 
-blp = Blueprint("needy", __name__)
+class English:
+    def greet(self) -> str:
+        return "hello"
+
+def configure(binder):
+    binder.bind(Greeter, to=English())
 
 @blp.route("/hello")
 @blp.response(200)
 def hello(greeter: Greeter):
-    return {"text": greeter.greet()}
-
-plugin = Plugin(name="needy", version="1", blueprints=[blp])
+    return {{"text": greeter.greet()}}
 """
+MISSING_BINDING = plugin_source("needy", GREETER)
+BOUND = plugin_source("needy", GREETER, modules="[configure]")
 
 
 def test_missing_binding_fails_at_startup(installer: Installer, instance_path: Path) -> None:
@@ -210,23 +211,80 @@ def test_missing_binding_lenient_rebuilds_without_the_plugin(
     assert client.get("/api/v1/fine/hello").status_code == 200
 
 
-BOUND = MISSING_BINDING.replace(
-    'plugin = Plugin(name="needy", version="1", blueprints=[blp])',
-    """class English:
-    def greet(self) -> str:
-        return "hello"
-
-def configure(binder):
-    binder.bind(Greeter, to=English())
-
-plugin = Plugin(name="needy", version="1", blueprints=[blp], modules=[configure])""",
-)
-
-
 def test_bound_service_is_injected(installer: Installer, instance_path: Path) -> None:
     installer.install("needy", BOUND)
     response = build(instance_path).test_client().get("/api/v1/needy/hello")
     assert response.get_json() == {"text": "hello"}
+
+
+def test_service_is_injected_into_class_based_view(
+    installer: Installer, instance_path: Path
+) -> None:
+    body = GREETER.replace(
+        """@blp.route("/hello")
+@blp.response(200)
+def hello(greeter: Greeter):
+    return {{"text": greeter.greet()}}""",
+        """@blp.route("/items/<int:item_id>")
+class Item(MethodView):
+    @inject
+    def __init__(self, greeter: Greeter):
+        self.greeter = greeter
+
+    @blp.response(200)
+    def get(self, item_id: int):
+        return {{"text": self.greeter.greet(), "id": item_id}}""",
+    )
+    installer.install("needy", plugin_source("needy", body, modules="[configure]"))
+    response = build(instance_path).test_client().get("/api/v1/needy/items/7")
+    assert response.get_json() == {"text": "hello", "id": 7}
+
+
+def test_missing_binding_in_class_based_view(installer: Installer, instance_path: Path) -> None:
+    body = """
+@runtime_checkable
+class Store(Protocol):
+    def get(self) -> str: ...
+
+@blp.route("/items")
+class Items(MethodView):
+    @inject
+    def __init__(self, store: Store):
+        self.store = store
+
+    @blp.response(200)
+    def get(self):
+        return []
+"""
+    installer.install("needy", plugin_source("needy", body))
+    with pytest.raises(
+        PluginError, match=r"plugin 'needy': missing DI binding: view needy.Items needs store"
+    ):
+        build(instance_path)
+
+
+def test_service_asked_for_by_a_view_method_is_rejected(
+    installer: Installer, instance_path: Path
+) -> None:
+    body = """
+class Greeter:
+    def greet(self) -> str:
+        return "hello"
+
+@blp.route("/items/<int:item_id>")
+class Item(MethodView):
+    @blp.arguments(ma.Schema, location="query")
+    @blp.response(200)
+    def get(self, query, greeter: Greeter, item_id: int):
+        return {{"text": greeter.greet()}}
+"""
+    installer.install("needy", plugin_source("needy", body))
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'needy': view needy.Item.get takes greeter, but flask-injector injects "
+        r"class-based views only through an @inject __init__",
+    ):
+        build(instance_path)
 
 
 def test_broken_injector_module(installer: Installer, instance_path: Path) -> None:
@@ -247,13 +305,7 @@ def test_async_view_with_injection_is_rejected(installer: Installer, instance_pa
 
 
 def test_init_every_request_false_is_rejected(installer: Installer, instance_path: Path) -> None:
-    code = """
-from flask.views import MethodView
-from flask_smorest import Blueprint
-from app import Plugin
-
-blp = Blueprint("views", __name__)
-
+    body = """
 @blp.route("/items")
 class Items(MethodView):
     init_every_request = False
@@ -261,10 +313,8 @@ class Items(MethodView):
     @blp.response(200)
     def get(self):
         return []
-
-plugin = Plugin(name="views", version="1", blueprints=[blp])
 """
-    installer.install("views", code)
+    installer.install("views", plugin_source("views", body))
     with pytest.raises(
         PluginError, match=r"plugin 'views': view views.Items sets init_every_request = False"
     ):
@@ -272,21 +322,37 @@ plugin = Plugin(name="views", version="1", blueprints=[blp])
 
 
 def test_route_collision(installer: Installer, instance_path: Path) -> None:
-    code = """
-from flask_smorest import Blueprint
-from app import Plugin
-
-blp = Blueprint("docs", __name__)
-
+    body = """
 @blp.route("")
 @blp.response(200)
 def page():
-    return {}
-
-plugin = Plugin(name="docs", version="1", blueprints=[blp])
+    return {{}}
 """
-    installer.install("docs", code)
+    installer.install("docs", plugin_source("docs", body))
     with pytest.raises(
         PluginError, match=r"plugin 'docs': route collision: GET /api/docs already exists"
     ):
         build(instance_path, PLUGIN_URL_PREFIX="/api")
+
+
+def test_plugin_commands_and_setup_hook(installer: Installer, instance_path: Path) -> None:
+    body = (
+        HELLO_VIEW
+        + """
+commands = click.Group("tools", help="Greeter tools.")
+
+@commands.command("shout")
+@click.argument("word")
+def shout(word):
+    click.echo(word.upper())
+
+def setup(app):
+    app.extensions["greeter.setup"] = "done"
+"""
+    )
+    installer.install("greeter", plugin_source("greeter", body, commands="commands", setup="setup"))
+    app = build(instance_path)
+    assert app.extensions["greeter.setup"] == "done"
+    result = app.test_cli_runner().invoke(args=["greeter", "shout", "hi"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "HI\n"
