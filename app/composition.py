@@ -19,7 +19,7 @@ from flask_injector import FlaskInjector
 from app.api import PowerstripApi
 from app.config import HostConfig
 from app.contracts import Clock
-from app.loader import PluginError
+from app.loader import PluginError, PluginRecord
 from app.plugin import Plugin
 
 
@@ -154,11 +154,19 @@ def check_views(app: Flask, inj: injector.Injector, owners: Mapping[str, str]) -
 
 
 def install_injector(
-    app: Flask, config: HostConfig, plugins: list[Plugin], owners: Mapping[str, str]
+    app: Flask, config: HostConfig, records: list[PluginRecord], owners: Mapping[str, str]
 ) -> injector.Injector:
-    """Build the one Injector of this app, apply FlaskInjector, check every view's needs."""
+    """Build the one Injector of this app, apply FlaskInjector, check every view's needs.
+
+    Each plugin's settings object is bound by its type before the plugin's own modules.
+    """
     inj = injector.Injector([CoreModule(config)], auto_bind=True)
-    for plugin in plugins:
+    for record in records:
+        plugin = record.plugin
+        if plugin is None:  # pragma: no cover - only enabled records are passed
+            continue
+        if record.settings is not None:
+            inj.binder.bind(type(record.settings), to=record.settings)
         for module in plugin.modules:
             try:
                 inj.binder.install(module)

@@ -183,9 +183,9 @@ def as_dict(config: HostConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in HostConfig.__dataclass_fields__}
 
 
-def _secret_keys() -> frozenset[str]:
-    fields = HostConfigSchema().fields
-    return frozenset(name for name, field in fields.items() if field.metadata.get("secret"))
+def secret_keys(schema: ma.Schema) -> frozenset[str]:
+    """Names of the fields a schema marks ``metadata={"secret": True}``."""
+    return frozenset(name for name, field in schema.fields.items() if field.metadata.get("secret"))
 
 
 def _redact_value(value: Any) -> Any:
@@ -200,12 +200,13 @@ def _redact_value(value: Any) -> Any:
     return REDACTED if value else value
 
 
-def redacted(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``values`` safe to print: secrets replaced, passwords cut out of URLs."""
-    secret_keys = _secret_keys()
-    return {
-        key: _redact_value(value) if key in secret_keys else value for key, value in values.items()
-    }
+def redacted(values: Mapping[str, Any], schema: ma.Schema | None = None) -> dict[str, Any]:
+    """A copy of ``values`` safe to print: secrets replaced, passwords cut out of URLs.
+
+    Secrets are the fields ``schema`` (the host's by default) marks as secret.
+    """
+    secrets = secret_keys(schema or HostConfigSchema())
+    return {key: _redact_value(value) if key in secrets else value for key, value in values.items()}
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,19 +235,15 @@ def read_layers(instance_path: Path, overrides: Mapping[str, Any] | None) -> dic
     return _deep_merge(merged, overrides or {})
 
 
-def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+def first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """The first (key path, message) of marshmallow's nested error messages."""
     if isinstance(messages, dict):
         key, value = sorted(messages.items(), key=lambda item: str(item[0]))[0]
-        return _first_error(value, f"{path}.{key}" if path else str(key))
+        return first_error(value, f"{path}.{key}" if path else str(key))
     if isinstance(messages, list) and messages:
-        return (
-            _first_error(messages[0], path)
-            if isinstance(messages[0], dict)
-            else (
-                path,
-                str(messages[0]),
-            )
-        )
+        if isinstance(messages[0], dict):
+            return first_error(messages[0], path)
+        return path, str(messages[0])
     return path, str(messages)
 
 
@@ -255,7 +252,7 @@ def validate(values: Mapping[str, Any]) -> HostConfig:
     try:
         data = HostConfigSchema().load(dict(values))
     except ma.ValidationError as exc:
-        key, message = _first_error(exc.messages)
+        key, message = first_error(exc.messages)
         if message == "Unknown field.":
             env_name = f"{ENV_PREFIX}_{key.replace('.', '__')}"
             message = f"unknown key (env {env_name}); check the spelling."
@@ -267,11 +264,25 @@ def validate(values: Mapping[str, Any]) -> HostConfig:
     return HostConfig(**frozen)
 
 
-def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> HostConfig:
-    """Read every layer and validate the result."""
+Sections = dict[str, dict[str, Any]]
+
+
+def load(
+    instance_path: Path, overrides: Mapping[str, Any] | None = None
+) -> tuple[HostConfig, Sections]:
+    """Read every layer; validate the host keys; return them and the plugin sections.
+
+    A table (a TOML ``[hello]`` table, ``POWERSTRIP_HELLO__GREETING`` in the environment, a
+    nested mapping) is a plugin's section: its name is lower-cased, its keys upper-cased, and
+    the plugin's own settings schema validates it.
+    """
     values = read_layers(instance_path, overrides)
     values["INSTANCE_PATH"] = str(instance_path)
-    return validate(values)
+    sections: Sections = {}
+    for key in [key for key, value in values.items() if isinstance(value, Mapping)]:
+        section = values.pop(key)
+        sections.setdefault(key.lower(), {}).update({k.upper(): v for k, v in section.items()})
+    return validate(values), sections
 
 
 def instance_path(overrides: Mapping[str, Any] | None, environ: Mapping[str, str]) -> str | None:

@@ -38,7 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Flask:
     app = Flask("app", instance_path=config.instance_path(overrides, os.environ))
-    host_config = config.load(Path(app.instance_path), overrides)
+    host_config, sections = config.load(Path(app.instance_path), overrides)
     logs.configure_logging(host_config.LOG_LEVEL)
     app.config.update(
         SECRET_KEY=host_config.SECRET_KEY,
@@ -58,12 +58,21 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
         host_version=metadata.version("powerstrip"),
         allow=host_config.PLUGINS,
         disabled=host_config.PLUGINS_DISABLED,
+        sections=sections,
         excluded=excluded,
     )
+    for name in sections.keys() - records.keys():
+        raise config.ConfigError(
+            f"configuration section {name!r} (env {config.ENV_PREFIX}_{name.upper()}__*): "
+            "no plugin of that name is installed"
+        )
     failed = [record for record in records.values() if record.state == "failed"]
     if failed and host_config.PLUGINS_STRICT:
-        raise PluginError(failed[0].name, failed[0].reason or "failed")
-    plugins = [record.plugin for name in order if (record := records[name]).plugin]
+        # Report a root cause, not a plugin that only failed because its dependency did.
+        first = min(failed, key=lambda record: (record.blocked_by is not None, record.name))
+        raise PluginError(first.name, first.reason or "failed")
+    enabled = [records[name] for name in order]
+    plugins = [record.plugin for record in enabled if record.plugin]
     owners: dict[str, str] = {}
     app.extensions[PLUGINS] = records
     try:
@@ -74,7 +83,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
                 owners[name] = plugin.name
             if plugin.commands is not None:
                 app.cli.add_command(plugin.commands, plugin.name)
-        composition.install_injector(app, host_config, plugins, owners)
+        composition.install_injector(app, host_config, enabled, owners)
     except PluginError as exc:
         if host_config.PLUGINS_STRICT:
             raise

@@ -6,6 +6,7 @@ Order (each failure is one line naming the plugin and the cause):
    ``PLUGINS`` allow-list and ``PLUGINS_DISABLED``; reject invalid and duplicate names;
 2. check the distribution's requirement on ``powerstrip`` against the running host version;
 3. import; check the value is a :class:`~app.plugin.Plugin` named like its entry point;
+   validate its configuration section with its settings schema;
 4. check ``requires`` (missing, failed or cyclic dependencies) and order topologically.
 
 A failed plugin takes everything that requires it down with it. Whether a failure stops
@@ -20,13 +21,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal
 
+import marshmallow as ma
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from app.config import StartupError
+from app.config import ENV_PREFIX, StartupError, first_error
 from app.plugin import ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
 
 HOST_DISTRIBUTION = "powerstrip"
@@ -53,7 +55,9 @@ class PluginRecord:
     state: State
     reason: str | None = None
     plugin: Plugin | None = None
+    settings: object | None = None
     routes: int = 0
+    blocked_by: str | None = None
 
     @property
     def plugin_exempt(self) -> bool:
@@ -64,9 +68,11 @@ class PluginRecord:
         """This record with its route count."""
         return replace(self, routes=routes)
 
-    def failed(self, reason: str) -> PluginRecord:
-        """This record, marked failed for ``reason``."""
-        return replace(self, state="failed", reason=reason, plugin=None)
+    def failed(self, reason: str, *, blocked_by: str | None = None) -> PluginRecord:
+        """This record, marked failed for ``reason`` (or because ``blocked_by`` failed)."""
+        return replace(
+            self, state="failed", reason=reason, plugin=None, settings=None, blocked_by=blocked_by
+        )
 
 
 def _record(
@@ -122,6 +128,25 @@ def _import(entry_point: metadata.EntryPoint) -> Plugin | str:
     return value
 
 
+def _settings(plugin: Plugin, section: Mapping[str, Any]) -> object | str | None:
+    """The plugin's validated settings object, or why its section is invalid."""
+    if plugin.settings is None:
+        if section:
+            return f"invalid settings: the plugin takes none, but {', '.join(sorted(section))} set"
+        return None
+    try:
+        value: object = plugin.settings(unknown=ma.RAISE).load(dict(section))
+    except ma.ValidationError as exc:
+        key, message = first_error(exc.messages)
+        if message == "Unknown field.":
+            message = "unknown key; check the spelling"
+        env = f"{ENV_PREFIX}_{plugin.name.upper()}__{key}"
+        return f"invalid settings: {key} (env {env}): {message}"
+    if isinstance(value, dict):
+        return "invalid settings: the schema must build an object with @post_load to be injected"
+    return value
+
+
 def _order(records: dict[str, PluginRecord]) -> list[str]:
     """Fail plugins with missing, failed or cyclic requirements; return the load order."""
     changed = True
@@ -138,7 +163,8 @@ def _order(records: dict[str, PluginRecord]) -> list[str]:
                     reason = f"missing dependency: requires {needed!r}, which is {other.state}"
                 else:
                     continue
-                records[name] = record.failed(reason)
+                cascade = other is not None and other.state == "failed"
+                records[name] = record.failed(reason, blocked_by=needed if cascade else None)
                 changed = True
                 break
     enabled = {name: r.plugin for name, r in records.items() if r.state == "enabled" and r.plugin}
@@ -161,6 +187,7 @@ class _Filters:
     allow: Sequence[str] | None
     disabled: frozenset[str]
     excluded: Mapping[str, str]
+    sections: Mapping[str, Mapping[str, Any]]
 
 
 def _refusal(
@@ -190,7 +217,11 @@ def _check(name: str, candidates: list[metadata.EntryPoint], filters: _Filters) 
     loaded = _import(first)
     if isinstance(loaded, str):
         return _record(name, first, "failed", loaded)
-    return replace(_record(name, first, "enabled", None), version=loaded.version, plugin=loaded)
+    settings = _settings(loaded, filters.sections.get(name, {}))
+    if isinstance(settings, str):
+        return _record(name, first, "failed", settings)
+    enabled = _record(name, first, "enabled", None)
+    return replace(enabled, version=loaded.version, plugin=loaded, settings=settings)
 
 
 def discover(
@@ -198,15 +229,17 @@ def discover(
     host_version: str,
     allow: Sequence[str] | None,
     disabled: Iterable[str],
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
     excluded: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, PluginRecord], list[str]]:
     """Find, check and order the installed plugins.
 
+    :param sections: configuration sections by plugin name, validated by each plugin's schema
     :param excluded: plugins that failed a later step (name -> reason), reported as failed
     :returns: a record for every installed plugin (and for every name in ``allow`` that is
         not installed) and the names of the enabled plugins in load order
     """
-    filters = _Filters(host_version, allow, frozenset(disabled), excluded or {})
+    filters = _Filters(host_version, allow, frozenset(disabled), excluded or {}, sections or {})
     by_name: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         by_name[entry_point.name].append(entry_point)

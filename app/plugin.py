@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import injector
+import marshmallow as ma
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -39,6 +40,10 @@ class Plugin:
     :param requires: names of plugins this one needs; they load first
     :param blueprints: flask-smorest blueprints, mounted under ``/api/v1/<name>``
     :param modules: injector modules binding the plugin's services
+    :param settings: a marshmallow schema for the plugin's configuration section
+        (``POWERSTRIP_<NAME>__<KEY>``, TOML table ``[<name>]``); its ``@post_load`` builds the
+        settings object, which is injectable by its type. Mark secret fields with
+        ``metadata={"secret": True}`` so they are redacted wherever settings are printed.
     :param commands: a click group mounted as ``flask <name> ...``
     :param setup: called once with the app after everything is registered (signal subscriptions)
     :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
@@ -50,6 +55,7 @@ class Plugin:
     requires: Sequence[str] = ()
     blueprints: Sequence[Any] = ()
     modules: Sequence[InjectorModule] = ()
+    settings: type[ma.Schema] | None = None
     commands: click.Group | None = None
     setup: Callable[[Flask], None] | None = None
     rate_limit_exempt: bool = False

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from tests.plugin_fixtures import Installer
 from tests.support import register_probe
 
 AppFactory = Callable[..., Flask]
@@ -45,3 +46,11 @@ def make_app(instance_path: Path) -> AppFactory:
 @pytest.fixture
 def app(make_app: AppFactory) -> Flask:
     return make_app()
+
+
+@pytest.fixture
+def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
+    """Installs fixture plugin distributions into a temporary path on ``sys.path``."""
+    root = tmp_path / "site"
+    root.mkdir()
+    return Installer(root, monkeypatch)

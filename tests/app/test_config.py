@@ -60,12 +60,14 @@ def test_instance_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert host_config(app).LOG_LEVEL == "ERROR"
 
 
-def test_nested_env_key_is_reported_with_its_env_name(
+def test_section_for_an_unknown_plugin_is_reported_with_its_env_name(
     instance_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POWERSTRIP_NOPE__DEEP", "1")
     with pytest.raises(
-        ConfigError, match=r"^configuration key NOPE: unknown key \(env POWERSTRIP_NOPE\)"
+        ConfigError,
+        match=r"^configuration section 'nope' \(env POWERSTRIP_NOPE__\*\): "
+        r"no plugin of that name is installed$",
     ):
         build(instance_path, ENVIRONMENT="testing")
 

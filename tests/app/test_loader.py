@@ -11,13 +11,6 @@ from app import PluginError, create_app
 from tests.plugin_fixtures import HELLO_VIEW, Installer, plugin_source
 
 
-@pytest.fixture
-def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
-    root = tmp_path / "site"
-    root.mkdir()
-    return Installer(root, monkeypatch)
-
-
 def build(instance_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
     return create_app({"ENVIRONMENT": "testing", "INSTANCE_PATH": str(instance_path), **overrides})
 
@@ -356,3 +349,106 @@ def setup(app):
     result = app.test_cli_runner().invoke(args=["greeter", "shout", "hi"])
     assert result.exit_code == 0, result.output
     assert result.output == "HI\n"
+
+
+SETTINGS = """
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class GreeterSettings:
+    GREETING: str
+    TIMES: int
+    API_TOKEN: str
+
+class GreeterSettingsSchema(ma.Schema):
+    GREETING = ma.fields.String(load_default="Hello")
+    TIMES = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    API_TOKEN = ma.fields.String(required=True, metadata={{"secret": True}})
+
+    @ma.post_load
+    def build(self, data, **kwargs):
+        return GreeterSettings(**data)
+
+@blp.route("/hello")
+@blp.response(200)
+def hello(settings: GreeterSettings):
+    return {{"text": " ".join([settings.GREETING] * settings.TIMES)}}
+"""
+
+
+def test_settings_from_environment_are_validated_and_injected(
+    installer: Installer, instance_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installer.install(
+        "greeter", plugin_source("greeter", SETTINGS, settings="GreeterSettingsSchema")
+    )
+    monkeypatch.setenv("POWERSTRIP_GREETER__TIMES", "2")
+    monkeypatch.setenv("POWERSTRIP_GREETER__API_TOKEN", "t0ken")
+    app = build(instance_path)
+    assert app.test_client().get("/api/v1/greeter/hello").get_json() == {"text": "Hello Hello"}
+    settings = app.extensions["powerstrip.plugins"]["greeter"].settings
+    assert (settings.GREETING, settings.TIMES, settings.API_TOKEN) == ("Hello", 2, "t0ken")
+
+
+def test_settings_from_the_instance_file_table(installer: Installer, instance_path: Path) -> None:
+    installer.install(
+        "greeter", plugin_source("greeter", SETTINGS, settings="GreeterSettingsSchema")
+    )
+    (instance_path / "config.toml").write_text('[greeter]\ngreeting = "Hi"\napi_token = "x"\n')
+    app = build(instance_path)
+    assert app.test_client().get("/api/v1/greeter/hello").get_json() == {"text": "Hi"}
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"API_TOKEN": "x", "TIMEZ": 3},
+            r"invalid settings: TIMEZ \(env POWERSTRIP_GREETER__TIMEZ\): unknown key",
+        ),
+        (
+            {"API_TOKEN": "x", "TIMES": 0},
+            r"invalid settings: TIMES \(env POWERSTRIP_GREETER__TIMES\): Must be greater",
+        ),
+        ({}, r"invalid settings: API_TOKEN \(env POWERSTRIP_GREETER__API_TOKEN\): Missing data"),
+    ],
+)
+def test_invalid_settings_name_plugin_and_key(
+    installer: Installer, instance_path: Path, section: dict[str, object], message: str
+) -> None:
+    installer.install(
+        "greeter", plugin_source("greeter", SETTINGS, settings="GreeterSettingsSchema")
+    )
+    installer.install("fan", requires=("greeter",))
+    with pytest.raises(PluginError, match=rf"^plugin 'greeter': {message}"):
+        build(instance_path, greeter=section)
+    app = build(instance_path, greeter=section, PLUGINS_STRICT=False)
+    assert states(app)["greeter"][0] == "failed"
+    assert states(app)["fan"] == (
+        "failed",
+        "missing dependency: requires 'greeter', which is failed",
+    )
+
+
+def test_settings_schema_must_build_an_object(installer: Installer, instance_path: Path) -> None:
+    body = """
+class RawSchema(ma.Schema):
+    GREETING = ma.fields.String(load_default="Hello")
+"""
+    installer.install("greeter", plugin_source("greeter", HELLO_VIEW + body, settings="RawSchema"))
+    with pytest.raises(PluginError, match=r"the schema must build an object with @post_load"):
+        build(instance_path)
+
+
+def test_section_for_a_plugin_without_settings(installer: Installer, instance_path: Path) -> None:
+    installer.install("plain")
+    with pytest.raises(
+        PluginError, match=r"plugin 'plain': invalid settings: the plugin takes none, but COLOR set"
+    ):
+        build(instance_path, plain={"color": "red"})
+
+
+def test_section_of_a_disabled_plugin_is_ignored(installer: Installer, instance_path: Path) -> None:
+    installer.install("plain")
+    app = build(instance_path, plain={"color": "red"}, PLUGINS_DISABLED=["plain"])
+    assert states(app)["plain"][0] == "disabled"

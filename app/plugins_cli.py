@@ -1,0 +1,92 @@
+"""``flask plugins list|check|config``: how an operator finds and fixes a broken plugin.
+
+These commands are registered through the ``flask.commands`` entry point, so they run
+without ``--app`` loading the app first: they build it themselves in lenient mode, so a
+broken plugin is reported instead of stopping the command.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask import Flask
+
+from app.config import StartupError, redacted
+from app.factory import PLUGINS, create_app
+from app.loader import PluginRecord
+
+COLUMNS = ("NAME", "VERSION", "DISTRIBUTION", "STATE", "ROUTES", "REASON")
+
+
+def _records() -> dict[str, PluginRecord]:
+    try:
+        # Lenient, and quiet: these commands print every problem themselves.
+        app: Flask = create_app({"PLUGINS_STRICT": False, "LOG_LEVEL": "CRITICAL"})
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+    records: dict[str, PluginRecord] = app.extensions[PLUGINS]
+    return records
+
+
+def _row(record: PluginRecord) -> tuple[str, ...]:
+    routes = str(record.routes) if record.state == "enabled" else "-"
+    return (
+        record.name,
+        record.version or "-",
+        record.distribution or "-",
+        record.state,
+        routes,
+        record.reason or "",
+    )
+
+
+@click.group("plugins")
+def plugins() -> None:
+    """Inspect and check the installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_plugins(as_json: bool) -> None:
+    """List every installed plugin: version, distribution, state (and why), routes."""
+    rows = [_row(record) for _, record in sorted(_records().items())]
+    if as_json:
+        keys = [column.lower() for column in COLUMNS]
+        click.echo(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+        return
+    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    for row in [COLUMNS, *rows]:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@plugins.command("check")
+def check_plugins() -> None:
+    """Load and validate every plugin without serving; exit 1 listing the problems."""
+    records = _records()
+    failed = [record for record in records.values() if record.state == "failed"]
+    for record in sorted(failed, key=lambda r: r.name):
+        click.echo(f"plugin {record.name!r}: {record.reason}", err=True)
+    enabled = sum(record.state == "enabled" for record in records.values())
+    summary = f"{enabled} enabled, {len(records) - enabled - len(failed)} disabled"
+    if failed:
+        raise click.ClickException(f"{len(failed)} plugin(s) failed; {summary}")
+    click.echo(f"all plugins OK: {summary}")
+
+
+@plugins.command("config")
+@click.argument("name")
+def plugin_config(name: str) -> None:
+    """Print a plugin's effective settings as JSON, secrets redacted."""
+    record = _records().get(name)
+    if record is None or record.plugin is None:
+        state = "not installed" if record is None else f"{record.state}: {record.reason}"
+        raise click.ClickException(f"plugin {name!r} is {state}")
+    values: dict[str, Any] = {}
+    if record.plugin.settings is not None:
+        schema = record.plugin.settings()
+        values = redacted(schema.dump(record.settings), schema)
+    click.echo(json.dumps(values, indent=2, default=str))
