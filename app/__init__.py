@@ -9,16 +9,19 @@ from __future__ import annotations
 from app.config import ConfigError, HostConfig, StartupError
 from app.contracts import Clock
 from app.errors import Problem
+from app.events import EventBus
 from app.factory import create_app
 from app.loader import PluginError, PluginRecord
-from app.plugin import ENTRY_POINT_GROUP, Plugin
+from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Clock",
     "ConfigError",
+    "EventBus",
     "HostConfig",
     "Plugin",
+    "PluginContext",
     "PluginError",
     "PluginRecord",
     "Problem",

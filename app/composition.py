@@ -19,6 +19,7 @@ from flask_injector import FlaskInjector
 from app.api import PowerstripApi
 from app.config import HostConfig
 from app.contracts import Clock
+from app.events import EventBus
 from app.loader import PluginError, PluginRecord
 from app.plugin import Plugin
 
@@ -26,12 +27,14 @@ from app.plugin import Plugin
 class CoreModule(injector.Module):
     """Binds the host contracts every plugin may ask for."""
 
-    def __init__(self, config: HostConfig) -> None:
+    def __init__(self, config: HostConfig, events: EventBus) -> None:
         self._config = config
+        self._events = events
 
     def configure(self, binder: injector.Binder) -> None:
         binder.bind(HostConfig, to=self._config)
         binder.bind(Clock, to=Clock(), scope=injector.singleton)
+        binder.bind(EventBus, to=self._events)
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:
@@ -154,13 +157,16 @@ def check_views(app: Flask, inj: injector.Injector, owners: Mapping[str, str]) -
 
 
 def install_injector(
-    app: Flask, config: HostConfig, records: list[PluginRecord], owners: Mapping[str, str]
+    app: Flask,
+    core: CoreModule,
+    records: list[PluginRecord],
+    owners: Mapping[str, str],
 ) -> injector.Injector:
     """Build the one Injector of this app, apply FlaskInjector, check every view's needs.
 
     Each plugin's settings object is bound by its type before the plugin's own modules.
     """
-    inj = injector.Injector([CoreModule(config)], auto_bind=True)
+    inj = injector.Injector([core], auto_bind=True)
     for record in records:
         plugin = record.plugin
         if plugin is None:  # pragma: no cover - only enabled records are passed

@@ -14,7 +14,9 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import api, composition, config, errors, loader, logs, ratelimit, security
 from app.cli import config_command
+from app.events import EventBus
 from app.loader import PluginError, PluginRecord
+from app.plugin import PluginContext
 
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
@@ -72,6 +74,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
         first = min(failed, key=lambda record: (record.blocked_by is not None, record.name))
         raise PluginError(first.name, first.reason or "failed")
     enabled = [records[name] for name in order]
+    events = EventBus()
     plugins = [record.plugin for record in enabled if record.plugin]
     owners: dict[str, str] = {}
     app.extensions[PLUGINS] = records
@@ -83,7 +86,9 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
                 owners[name] = plugin.name
             if plugin.commands is not None:
                 app.cli.add_command(plugin.commands, plugin.name)
-        composition.install_injector(app, host_config, enabled, owners)
+        composition.install_injector(
+            app, composition.CoreModule(host_config, events), enabled, owners
+        )
     except PluginError as exc:
         if host_config.PLUGINS_STRICT:
             raise
@@ -96,9 +101,9 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
     ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
     security.init_app(app, host_config)
-    for plugin in plugins:
-        if plugin.setup is not None:
-            plugin.setup(app)
+    for record in enabled:
+        if record.plugin is not None and record.plugin.setup is not None:
+            record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))
     app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
 

@@ -23,6 +23,8 @@ import marshmallow as ma
 if TYPE_CHECKING:
     from flask import Flask
 
+    from app.events import EventBus
+
 ENTRY_POINT_GROUP = "powerstrip.plugins"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
@@ -45,7 +47,8 @@ class Plugin:
         settings object, which is injectable by its type. Mark secret fields with
         ``metadata={"secret": True}`` so they are redacted wherever settings are printed.
     :param commands: a click group mounted as ``flask <name> ...``
-    :param setup: called once with the app after everything is registered (signal subscriptions)
+    :param setup: called once with a :class:`PluginContext` after everything is registered;
+        the place to subscribe to domain events
     :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
     """
 
@@ -57,5 +60,14 @@ class Plugin:
     modules: Sequence[InjectorModule] = ()
     settings: type[ma.Schema] | None = None
     commands: click.Group | None = None
-    setup: Callable[[Flask], None] | None = None
+    setup: Callable[[PluginContext], None] | None = None
     rate_limit_exempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What a plugin's ``setup`` hook receives."""
+
+    app: Flask
+    events: EventBus
+    settings: object | None

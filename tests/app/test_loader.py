@@ -339,13 +339,14 @@ commands = click.Group("tools", help="Greeter tools.")
 def shout(word):
     click.echo(word.upper())
 
-def setup(app):
-    app.extensions["greeter.setup"] = "done"
+def setup(context):
+    context.app.extensions["greeter.setup"] = context.settings
 """
     )
     installer.install("greeter", plugin_source("greeter", body, commands="commands", setup="setup"))
     app = build(instance_path)
-    assert app.extensions["greeter.setup"] == "done"
+    assert "greeter.setup" in app.extensions
+    assert app.extensions["greeter.setup"] is None  # the plugin has no settings
     result = app.test_cli_runner().invoke(args=["greeter", "shout", "hi"])
     assert result.exit_code == 0, result.output
     assert result.output == "HI\n"

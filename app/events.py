@@ -1,0 +1,81 @@
+"""Domain events: typed publish/subscribe, delivered after the unit of work commits.
+
+Events are plain (preferably frozen dataclass) objects; a subscriber registered for a class
+receives instances of it and of its subclasses. Inside :meth:`EventBus.deferred` (which the
+unit of work opens around each transaction) published events wait: they are delivered when
+the block ends normally and dropped if it raises, so no subscriber hears of work that rolled
+back. Outside such a block an event is delivered at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from blinker import Signal
+
+E = TypeVar("E")
+
+log = logging.getLogger(__name__)
+
+
+class EventBus:
+    """Publish/subscribe for domain events, one bus per app (bound by the host)."""
+
+    def __init__(self) -> None:
+        self._signals: dict[type[Any], Signal] = {}
+        # One stack of buffers per thread/task: gthread workers serve requests concurrently.
+        self._pending: ContextVar[tuple[list[object], ...]] = ContextVar(
+            f"powerstrip-events-{id(self)}", default=()
+        )
+
+    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> None:
+        """Call ``handler(event)`` for every published ``event_type`` (or subclass)."""
+        signal = self._signals.setdefault(event_type, Signal(event_type.__name__))
+        signal.connect(handler, weak=False)
+
+    def publish(self, event: object) -> None:
+        """Deliver ``event`` now, or when the enclosing :meth:`deferred` block commits."""
+        pending = self._pending.get()
+        if pending:
+            pending[-1].append(event)
+        else:
+            self._deliver(event)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold events published inside; deliver them on success, drop them on error.
+
+        Nested blocks hand their events to the enclosing block, which decides.
+        """
+        outer = self._pending.get()
+        buffer: list[object] = []
+        token = self._pending.set((*outer, buffer))
+        try:
+            yield
+        finally:
+            self._pending.reset(token)
+        if outer:
+            outer[-1].extend(buffer)
+            return
+        for event in buffer:
+            self._deliver(event)
+
+    def _deliver(self, event: object) -> None:
+        for event_type in type(event).__mro__:
+            signal = self._signals.get(event_type)
+            if signal is None:
+                continue
+            for receiver in signal.receivers_for(event):
+                try:
+                    receiver(event)
+                except Exception:
+                    # The work is already committed: one failing subscriber must not keep the
+                    # event from the others. Logged with its traceback.
+                    log.exception(
+                        "event subscriber failed",
+                        extra={"event": type(event).__name__, "subscriber": repr(receiver)},
+                    )

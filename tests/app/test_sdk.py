@@ -1,0 +1,24 @@
+"""The plugin SDK's public surface is deliberate: this test pins it."""
+
+from __future__ import annotations
+
+import app
+
+
+def test_exported_names() -> None:
+    assert sorted(app.__all__) == [
+        "Clock",
+        "ConfigError",
+        "ENTRY_POINT_GROUP",
+        "EventBus",
+        "HostConfig",
+        "Plugin",
+        "PluginContext",
+        "PluginError",
+        "PluginRecord",
+        "Problem",
+        "StartupError",
+        "create_app",
+    ]
+    for name in app.__all__:
+        assert getattr(app, name) is not None
