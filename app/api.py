@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from http import HTTPStatus
 from importlib import metadata, resources
 from typing import Any
@@ -26,6 +28,7 @@ DOCS_PATH = f"{API_PREFIX}/docs"
 DOCS_BLUEPRINT = "powerstrip-docs"
 SPEC_BLUEPRINT = "api-docs"  # flask-smorest's own blueprint serving openapi.json
 RATE_LIMITED = HTTPStatus.TOO_MANY_REQUESTS
+_SCHEMA_COLLISION = re.compile(r"Multiple schemas resolved to the name (\w+)\.")
 
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -97,28 +100,44 @@ class PowerstripApi(Api):  # type: ignore[misc]
         )
 
     def register_plugin(self, plugin: Plugin, url_prefix: str) -> list[str]:
-        """Mount a plugin's blueprints under ``url_prefix``, documented under its tag."""
-        names = []
+        """Mount a plugin's blueprints under ``url_prefix``, documented under its tag.
+
+        apispec only warns when two schemas resolve to one name (and renames one); a plugin
+        doing that would silently change another's documented contract, so it is refused.
+        """
         self.plugin_operations.plugin = plugin.name
-        try:
-            for blueprint in plugin.blueprints:
-                name = (
-                    plugin.name
-                    if len(plugin.blueprints) == 1
-                    else f"{plugin.name}_{blueprint.name}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                names = [
+                    self._register_blueprint(plugin, blueprint, url_prefix)
+                    for blueprint in plugin.blueprints
+                ]
+            finally:
+                self.plugin_operations.plugin = None
+        for warning in caught:
+            match = _SCHEMA_COLLISION.match(str(warning.message))
+            if match:
+                raise PluginError(
+                    plugin.name,
+                    f"schema-name collision: {match[1]!r} is already in the OpenAPI document; "
+                    "rename the schema class",
                 )
-                prefix = url_prefix + (blueprint.url_prefix or "")
-                self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
-                self._app.register_blueprint(blueprint, url_prefix=prefix, name=name)
-                blueprint.register_views_in_doc(
-                    self, self._app, self.spec, name=name, parameters=None
-                )
-                names.append(name)
-        finally:
-            self.plugin_operations.plugin = None
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
         if plugin.blueprints:
             self.spec.tag({"name": plugin.name, "description": plugin.description})
         return names
+
+    def _register_blueprint(self, plugin: Plugin, blueprint: Any, url_prefix: str) -> str:
+        several = len(plugin.blueprints) > 1
+        name = f"{plugin.name}_{blueprint.name}" if several else plugin.name
+        prefix = url_prefix + (blueprint.url_prefix or "")
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blueprint, url_prefix=prefix, name=name)
+        blueprint.register_views_in_doc(self, self._app, self.spec, name=name, parameters=None)
+        return name
 
     def _register_error_handlers(self) -> None:
         """Do nothing: ``create_app`` installs :mod:`app.errors` for the whole app."""

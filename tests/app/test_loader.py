@@ -453,3 +453,52 @@ def test_section_of_a_disabled_plugin_is_ignored(installer: Installer, instance_
     installer.install("plain")
     app = build(instance_path, plain={"color": "red"}, PLUGINS_DISABLED=["plain"])
     assert states(app)["plain"][0] == "disabled"
+
+
+ITEM_SCHEMA_VIEW = """
+class ItemSchema(ma.Schema):
+    {field} = ma.fields.String()
+
+@blp.route("/items")
+@blp.response(200, ItemSchema)
+def items():
+    return {{}}
+"""
+
+
+def test_schema_name_collision(installer: Installer, instance_path: Path) -> None:
+    installer.install("alpha", plugin_source("alpha", ITEM_SCHEMA_VIEW.replace("{field}", "a")))
+    installer.install("beta", plugin_source("beta", ITEM_SCHEMA_VIEW.replace("{field}", "b")))
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'beta': schema-name collision: 'Item' is already in the OpenAPI document",
+    ):
+        build(instance_path)
+    app = build(instance_path, PLUGINS_STRICT=False)
+    assert states(app)["beta"][0] == "failed"
+    spec = app.test_client().get("/api/openapi.json").get_json()
+    assert set(spec["components"]["schemas"]["Item"]["properties"]) == {"a"}
+    assert "/api/v1/beta/items" not in spec["paths"]
+
+
+def test_multiple_blueprints_of_one_plugin(installer: Installer, instance_path: Path) -> None:
+    body = (
+        HELLO_VIEW
+        + """
+other = Blueprint("other", __name__, url_prefix="/other")
+
+@other.route("/ping")
+@other.response(200)
+def ping():
+    return {{"pong": True}}
+"""
+    )
+    code = plugin_source("multi", body).replace("blueprints=[blp]", "blueprints=[blp, other]")
+    installer.install("multi", code)
+    app = build(instance_path)
+    client = app.test_client()
+    assert client.get("/api/v1/multi/hello").status_code == 200
+    assert client.get("/api/v1/multi/other/ping").get_json() == {"pong": True}
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["paths"]["/api/v1/multi/other/ping"]["get"]["tags"] == ["multi"]
+    assert app.extensions["powerstrip.plugins"]["multi"].routes == 2
