@@ -502,3 +502,23 @@ def ping():
     spec = client.get("/api/openapi.json").get_json()
     assert spec["paths"]["/api/v1/multi/other/ping"]["get"]["tags"] == ["multi"]
     assert app.extensions["powerstrip.plugins"]["multi"].routes == 2
+
+
+def test_operation_id_collision(installer: Installer, instance_path: Path) -> None:
+    body = (
+        HELLO_VIEW
+        + """
+@blp.route("/hi")
+@blp.doc(operationId="hello_get")
+@blp.response(200)
+def hi():
+    return {{}}
+"""
+    )
+    installer.install("twice", plugin_source("twice", body))
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'twice': operationId collision: 'twice_hello_get' is already used by "
+        r"plugin 'twice'$",
+    ):
+        build(instance_path)
