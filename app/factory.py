@@ -21,6 +21,7 @@ from app.plugin import PluginContext
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
 API = "powerstrip.api"
+INJECTOR = "powerstrip.injector"
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,42 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     )
     app.json = _JSONProvider(app)
     app.extensions[HOST_CONFIG] = host_config
-
-    logs.init_app(app)  # first: the request id exists before any other hook runs
-    errors.init_app(app)
     smorest = api.init_app(app)
     app.extensions[API] = smorest
     app.cli.add_command(config_command)
 
+    records, enabled = _discover(host_config, sections, excluded)
+    events = EventBus()
+    app.extensions[PLUGINS] = records
+    try:
+        owners = _compose(app, smorest, host_config, enabled, events)
+    except PluginError as exc:
+        if host_config.PLUGINS_STRICT:
+            raise
+        # Flask cannot unregister routes: build again without the plugin that broke.
+        return _build(overrides, {**excluded, exc.plugin: exc.cause})
+    for record in records.values():
+        if record.state == "failed":
+            log.error("plugin skipped", extra={"plugin": record.name, "reason": record.reason})
+
+    # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
+    logs.init_app(app)  # first hook: the request id exists before any other hook runs
+    errors.init_app(app)
+    exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
+    exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
+    ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
+    security.init_app(app, host_config)
+    for record in enabled:
+        if record.plugin is not None and record.plugin.setup is not None:
+            record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))
+    app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
+    return app
+
+
+def _discover(
+    host_config: config.HostConfig, sections: config.Sections, excluded: dict[str, str]
+) -> tuple[dict[str, PluginRecord], list[PluginRecord]]:
+    """Every plugin's record and the enabled ones in load order; raises in strict mode."""
     records, order = loader.discover(
         host_version=metadata.version("powerstrip"),
         allow=host_config.PLUGINS,
@@ -73,39 +103,31 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
         # Report a root cause, not a plugin that only failed because its dependency did.
         first = min(failed, key=lambda record: (record.blocked_by is not None, record.name))
         raise PluginError(first.name, first.reason or "failed")
-    enabled = [records[name] for name in order]
-    events = EventBus()
-    plugins = [record.plugin for record in enabled if record.plugin]
-    owners: dict[str, str] = {}
-    app.extensions[PLUGINS] = records
-    try:
-        for plugin in plugins:
-            for name in composition.register_blueprints(
-                app, smorest, plugin, host_config.PLUGIN_URL_PREFIX
-            ):
-                owners[name] = plugin.name
-            if plugin.commands is not None:
-                app.cli.add_command(plugin.commands, plugin.name)
-        composition.install_injector(
-            app, composition.CoreModule(host_config, events), enabled, owners
-        )
-    except PluginError as exc:
-        if host_config.PLUGINS_STRICT:
-            raise
-        # Flask cannot unregister routes: build again without the plugin that broke.
-        return _build(overrides, {**excluded, exc.plugin: exc.cause})
-    for record in failed:
-        log.error("plugin skipped", extra={"plugin": record.name, "reason": record.reason})
+    return records, [records[name] for name in order]
 
-    exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
-    exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
-    ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
-    security.init_app(app, host_config)
+
+def _compose(
+    app: Flask,
+    smorest: api.PowerstripApi,
+    host_config: config.HostConfig,
+    enabled: list[PluginRecord],
+    events: EventBus,
+) -> dict[str, str]:
+    """Register every enabled plugin; return blueprint name -> plugin name."""
+    owners: dict[str, str] = {}
     for record in enabled:
-        if record.plugin is not None and record.plugin.setup is not None:
-            record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))
-    app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
-    return app
+        plugin = record.plugin
+        if plugin is None:  # pragma: no cover - enabled records always carry their plugin
+            continue
+        for name in composition.register_blueprints(
+            app, smorest, plugin, host_config.PLUGIN_URL_PREFIX
+        ):
+            owners[name] = plugin.name
+        if plugin.commands is not None:
+            app.cli.add_command(plugin.commands, plugin.name)
+    core = composition.CoreModule(host_config, events)
+    app.extensions[INJECTOR] = composition.install_injector(app, core, enabled, owners)
+    return owners
 
 
 def _with_route_counts(
