@@ -8,6 +8,8 @@ UV := $(BIN)/uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
+HELLO := examples/hello-plugin
+HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.py)
 
 export UV_PYTHON := $(BIN)/python
 
@@ -33,12 +35,17 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(UV)
 	$(UV) pip install --no-deps -e .
 	@touch $@ $(VENV)/.runtime-installed
 
+# The example third-party plugin, installed as a user would (a built wheel, not editable).
+$(VENV)/.hello-installed: $(VENV)/.dev-installed $(HELLO_SOURCES)
+	$(UV) pip install --reinstall-package powerstrip-hello ./$(HELLO)
+	@touch $@
+
 run: $(VENV)/.runtime-installed ## install, prepare instance/, serve with gunicorn on HOST:PORT
 	@mkdir -p instance
 	POWERSTRIP_ENVIRONMENT=$${POWERSTRIP_ENVIRONMENT:-development} \
 	GUNICORN_BIND=$(HOST):$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.dev-installed ## install, run the whole suite with coverage
+test: $(VENV)/.dev-installed $(VENV)/.hello-installed ## install, run the whole suite with coverage
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed ## ruff check + ruff format --check

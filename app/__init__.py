@@ -11,6 +11,7 @@ from app.contracts import Clock
 from app.errors import Problem
 from app.events import EventBus
 from app.factory import create_app
+from app.injection import injected
 from app.loader import PluginError, PluginRecord
 from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext
 
@@ -27,4 +28,5 @@ __all__ = [
     "Problem",
     "StartupError",
     "create_app",
+    "injected",
 ]

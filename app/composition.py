@@ -9,6 +9,7 @@ binding fails ``create_app`` rather than the first request.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +64,8 @@ def register_blueprints(app: Flask, api: PowerstripApi, plugin: Plugin, prefix: 
 def _passed_by_request(function: Callable[..., Any], url_arguments: set[str]) -> set[str]:
     """Parameters flask and flask-smorest fill: URL variables and @arguments values.
 
-    flask-smorest passes @arguments values positionally, before any other parameter.
+    flask-smorest passes @arguments values positionally, before any other parameter; it
+    records them on its outermost wrapper (``_apidoc``), which is what ``function`` is.
     """
     passed = len(getattr(function, "_apidoc", {}).get("arguments", {}).get("parameters", []))
     positional = [
@@ -74,11 +76,17 @@ def _passed_by_request(function: Callable[..., Any], url_arguments: set[str]) ->
     return url_arguments | set(positional)
 
 
-def _function_view_needs(function: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:
-    # flask-injector marks every function view with @inject itself; so does this check.
-    bindings = injector.get_bindings(injector.inject(function))
-    passed = _passed_by_request(function, url_arguments)
-    return {name: kind for name, kind in bindings.items() if name not in passed}
+def _function_view_needs(view: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:
+    """The annotated parameters of a function view that nothing but the injector fills."""
+    function = inspect.unwrap(view)
+    hints = typing.get_type_hints(function)
+    parameters = inspect.signature(function).parameters
+    passed = _passed_by_request(view, url_arguments)
+    return {
+        name: hint
+        for name, hint in hints.items()
+        if name in parameters and name != "self" and name not in passed
+    }
 
 
 def _class_view_needs(
@@ -106,44 +114,61 @@ def _class_view_needs(
     return dict(injector.get_bindings(view_class.__init__))
 
 
-def check_view_classes(app: Flask, owners: Mapping[str, str]) -> None:
-    """Reject class-based views flask-injector 0.15 fails on (before it sees them)."""
-    for endpoint, view in app.view_functions.items():
-        plugin = owners.get(endpoint.partition(".")[0])
-        view_class = getattr(view, "view_class", None)
-        if plugin is None or view_class is None:
-            continue
-        if not getattr(view_class, "init_every_request", True):
-            raise PluginError(
-                plugin,
-                f"view {endpoint} sets init_every_request = False, which flask-injector "
-                "0.15 cannot serve; remove it",
-            )
+def prepare_views(app: Flask, owners: Mapping[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Work out what each plugin view needs injected, before FlaskInjector wraps the views.
 
+    flask-injector would inject every annotated parameter of a function view, including the
+    ones flask-smorest passes (``@arguments`` values), so each function view is given its
+    explicit ``__bindings__``: the annotated parameters nothing else fills. Views
+    flask-injector 0.15 cannot serve are refused here.
 
-def check_views(app: Flask, inj: injector.Injector, owners: Mapping[str, str]) -> None:
-    """Resolve every injected dependency of every plugin view now, inside a request."""
+    :returns: endpoint -> (plugin, parameter name -> type to inject)
+    """
     arguments: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         arguments.setdefault(rule.endpoint, set()).update(rule.arguments)
+    needs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for endpoint, view in app.view_functions.items():
+        plugin = owners.get(endpoint.partition(".")[0])
+        if plugin is None:
+            continue
+        url_arguments = arguments.get(endpoint, set())
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            if not getattr(view_class, "init_every_request", True):
+                raise PluginError(
+                    plugin,
+                    f"view {endpoint} sets init_every_request = False, which flask-injector "
+                    "0.15 cannot serve; remove it",
+                )
+            needs[endpoint] = (
+                plugin,
+                _class_view_needs(plugin, endpoint, view_class, url_arguments),
+            )
+            continue
+        try:
+            needed = _function_view_needs(view, url_arguments)
+        except Exception as exc:  # noqa: BLE001 - an unresolvable annotation, reported
+            raise PluginError(
+                plugin, f"view {endpoint}: cannot read its annotations: {type(exc).__name__}: {exc}"
+            ) from None
+        if needed and inspect.iscoroutinefunction(inspect.unwrap(view)):
+            raise PluginError(
+                plugin,
+                f"view {endpoint} is async with injected arguments, which "
+                "flask-injector 0.15 cannot serve; make it a plain function",
+            )
+        vars(view)["__bindings__"] = needed  # flask-injector injects exactly these
+        needs[endpoint] = (plugin, needed)
+    return needs
+
+
+def resolve_views(
+    app: Flask, inj: injector.Injector, needs: Mapping[str, tuple[str, dict[str, Any]]]
+) -> None:
+    """Resolve every injected dependency of every plugin view now, inside a request."""
     with app.test_request_context():
-        for endpoint, view in app.view_functions.items():
-            plugin = owners.get(endpoint.partition(".")[0])
-            if plugin is None:
-                continue
-            view_class = getattr(view, "view_class", None)
-            url_arguments = arguments.get(endpoint, set())
-            if view_class is not None:
-                needed = _class_view_needs(plugin, endpoint, view_class, url_arguments)
-            else:
-                function = inspect.unwrap(view)
-                needed = _function_view_needs(function, url_arguments)
-                if needed and inspect.iscoroutinefunction(function):
-                    raise PluginError(
-                        plugin,
-                        f"view {endpoint} is async with injected arguments, which "
-                        "flask-injector 0.15 cannot serve; make it a plain function",
-                    )
+        for endpoint, (plugin, needed) in needs.items():
             for name, dependency in needed.items():
                 try:
                     inj.get(dependency)
@@ -180,7 +205,7 @@ def install_injector(
                 raise PluginError(
                     plugin.name, f"injector module failed: {type(exc).__name__}: {exc}"
                 ) from None
-    check_view_classes(app, owners)
+    needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
-    check_views(app, inj, owners)
+    resolve_views(app, inj, needs)
     return inj

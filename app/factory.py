@@ -15,13 +15,13 @@ from flask.json.provider import DefaultJSONProvider
 from app import api, composition, config, errors, loader, logs, ratelimit, security
 from app.cli import config_command
 from app.events import EventBus
+from app.injection import INJECTOR
 from app.loader import PluginError, PluginRecord
 from app.plugin import PluginContext
 
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
 API = "powerstrip.api"
-INJECTOR = "powerstrip.injector"
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,11 @@ from tests.app.test_loader import SETTINGS
 from tests.plugin_fixtures import Installer, plugin_source
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def installed_plugins() -> int:
+    """Plugins installed in this environment besides the fixtures (health, hello, ...)."""
+    return len(metadata.entry_points(group="powerstrip.plugins"))
 
 
 @pytest.fixture
@@ -63,19 +69,20 @@ def test_list_json(installer: Installer, env: dict[str, str]) -> None:
 
 
 def test_check_fails_listing_problems(installer: Installer, env: dict[str, str]) -> None:
+    enabled = installed_plugins()
     installer.install("broken", "raise RuntimeError('boom')\n")
     installer.install("orphan", requires=("ghost",))
     result = invoke("check")
     assert result.exit_code == 1
     assert "plugin 'broken': import failed: RuntimeError: boom" in result.output
     assert "plugin 'orphan': missing dependency: requires 'ghost'" in result.output
-    assert "2 plugin(s) failed; 1 enabled, 0 disabled" in result.output
+    assert f"2 plugin(s) failed; {enabled} enabled, 0 disabled" in result.output
 
 
 def test_check_passes(env: dict[str, str]) -> None:
     result = invoke("check")
     assert result.exit_code == 0, result.output
-    assert result.output == "all plugins OK: 1 enabled, 0 disabled\n"
+    assert result.output == f"all plugins OK: {installed_plugins()} enabled, 0 disabled\n"
 
 
 def test_config_redacts_secrets(

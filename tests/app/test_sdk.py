@@ -19,6 +19,7 @@ def test_exported_names() -> None:
         "Problem",
         "StartupError",
         "create_app",
+        "injected",
     ]
     for name in app.__all__:
         assert getattr(app, name) is not None

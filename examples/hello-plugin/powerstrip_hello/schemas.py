@@ -1,0 +1,14 @@
+"""Request and response schemas of the hello plugin."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+
+class GreetingRequestSchema(ma.Schema):
+    name = ma.fields.String(required=True, metadata={"example": "Ada"})
+
+
+class GreetingSchema(ma.Schema):
+    message = ma.fields.String(required=True, metadata={"example": "Hello, Ada!"})
+    at = ma.fields.AwareDateTime(required=True)
