@@ -15,6 +15,7 @@ from http import HTTPStatus
 from importlib import metadata, resources
 from typing import Any
 
+import flask_swagger_ui
 from apispec import APISpec, BasePlugin
 from flask import Blueprint, Flask, Response, render_template, send_from_directory, url_for
 from flask_smorest import Api
@@ -28,6 +29,7 @@ DOCS_PATH = f"{API_PREFIX}/docs"
 DOCS_BLUEPRINT = "powerstrip-docs"
 SPEC_BLUEPRINT = "api-docs"  # flask-smorest's own blueprint serving openapi.json
 RATE_LIMITED = HTTPStatus.TOO_MANY_REQUESTS
+PROBLEM_SCHEMA = "Problem"
 _SCHEMA_COLLISION = re.compile(r"Multiple schemas resolved to the name (\w+)\.")
 
 DOCS_CSP = (
@@ -144,7 +146,10 @@ class PowerstripApi(Api):  # type: ignore[misc]
 
     def _register_responses(self) -> None:
         spec: APISpec = self.spec
-        problem = {"schema": self.ERROR_SCHEMA}
+        # The Problem schema is resolved once; the ~60 error responses refer to it by $ref
+        # (handing each one the schema class cost a full marshmallow resolution apiece).
+        spec.components.schema(PROBLEM_SCHEMA, schema=self.ERROR_SCHEMA)
+        problem = {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}
         for status in HTTPStatus:
             response: dict[str, Any] = {"description": status.phrase}
             if status >= HTTPStatus.BAD_REQUEST:
@@ -189,7 +194,7 @@ def _docs_csp(response: Response) -> Response:
 
 def docs_blueprint() -> Blueprint:
     """Swagger UI 5 served from flask-swagger-ui's packaged assets."""
-    assets = resources.files("flask_swagger_ui") / "dist"
+    assets = resources.files(flask_swagger_ui) / "dist"
     blueprint = Blueprint(
         DOCS_BLUEPRINT,
         __name__,

@@ -75,10 +75,28 @@ class PluginRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Distribution:
+    """What the loader reads of a plugin's distribution, parsed from METADATA once.
+
+    (``Distribution.name``, ``.version`` and ``.requires`` each parse the file again.)
+    """
+
+    name: str
+    version: str
+    requires: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry_point: metadata.EntryPoint) -> _Distribution | None:
+        if entry_point.dist is None:
+            return None
+        fields = entry_point.dist.metadata
+        return cls(fields["Name"], fields["Version"], tuple(fields.get_all("Requires-Dist") or ()))
+
+
 def _record(
-    name: str, entry_point: metadata.EntryPoint | None, state: State, reason: str | None
+    name: str, dist: _Distribution | None, state: State, reason: str | None
 ) -> PluginRecord:
-    dist = entry_point.dist if entry_point is not None else None
     return PluginRecord(
         name=name,
         distribution=dist.name if dist is not None else None,
@@ -88,11 +106,10 @@ def _record(
     )
 
 
-def _incompatibility(entry_point: metadata.EntryPoint, host_version: str) -> str | None:
-    dist = entry_point.dist
+def _incompatibility(dist: _Distribution | None, host_version: str) -> str | None:
     if dist is None or canonicalize_name(dist.name) == HOST_DISTRIBUTION:
         return None
-    for line in dist.requires or ():
+    for line in dist.requires:
         try:
             requirement = Requirement(line)
         except InvalidRequirement:
@@ -191,7 +208,10 @@ class _Filters:
 
 
 def _refusal(
-    name: str, candidates: list[metadata.EntryPoint], filters: _Filters
+    name: str,
+    candidates: list[metadata.EntryPoint],
+    dist: _Distribution | None,
+    filters: _Filters,
 ) -> tuple[State, str] | None:
     """Why a plugin is not imported at all, or None if it may be."""
     if name in filters.disabled:
@@ -205,22 +225,23 @@ def _refusal(
         return "failed", "invalid name: use 2-32 of a-z, 0-9 and _, starting with a letter"
     if name in filters.excluded:
         return "failed", filters.excluded[name]
-    reason = _incompatibility(candidates[0], filters.host_version)
+    reason = _incompatibility(dist, filters.host_version)
     return ("failed", reason) if reason else None
 
 
 def _check(name: str, candidates: list[metadata.EntryPoint], filters: _Filters) -> PluginRecord:
     first = candidates[0]
-    refusal = _refusal(name, candidates, filters)
+    dist = _Distribution.of(first)
+    refusal = _refusal(name, candidates, dist, filters)
     if refusal is not None:
-        return _record(name, first, *refusal)
+        return _record(name, dist, *refusal)
     loaded = _import(first)
     if isinstance(loaded, str):
-        return _record(name, first, "failed", loaded)
+        return _record(name, dist, "failed", loaded)
     settings = _settings(loaded, filters.sections.get(name, {}))
     if isinstance(settings, str):
-        return _record(name, first, "failed", settings)
-    enabled = _record(name, first, "enabled", None)
+        return _record(name, dist, "failed", settings)
+    enabled = _record(name, dist, "enabled", None)
     return replace(enabled, version=loaded.version, plugin=loaded, settings=settings)
 
 

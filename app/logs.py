@@ -15,6 +15,7 @@ import uuid
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -68,7 +69,7 @@ def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) ->
         "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {
             "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
+                "()": JsonFormatter,
                 "fmt": "%(levelname)s %(name)s %(message)s",
                 "rename_fields": {"levelname": "level", "name": "logger"},
                 "timestamp": True,
