@@ -7,7 +7,7 @@ internals and may change without notice.
 from __future__ import annotations
 
 from app.config import ConfigError, HostConfig, StartupError
-from app.contracts import Clock
+from app.contracts import Clock, HealthCheck
 from app.errors import Problem
 from app.events import EventBus
 from app.factory import create_app
@@ -20,6 +20,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "EventBus",
+    "HealthCheck",
     "HostConfig",
     "Plugin",
     "PluginContext",

@@ -55,11 +55,14 @@ class RateLimitResponsePlugin(BasePlugin):
 
 
 class PluginOperationsPlugin(BasePlugin):
-    """Tag a plugin's operations with the plugin's name and prefix their operationIds with it."""
+    """Tag a plugin's operations with the plugin's name and prefix their operationIds with it.
+
+    Operations of a plugin exempt from rate limits do not document a 429.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.plugin: str | None = None
+        self.plugin: Plugin | None = None
         self.operation_ids: dict[str, str] = {}
 
     def operation_helper(
@@ -68,9 +71,9 @@ class PluginOperationsPlugin(BasePlugin):
         operations: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        plugin = self.plugin
-        if plugin is None:
+        if self.plugin is None:
             return
+        plugin = self.plugin.name
         endpoint = str(getattr(kwargs.get("rule"), "endpoint", path)).rpartition(".")[2]
         for method, operation in (operations or {}).items():
             operation["tags"] = [plugin]
@@ -84,6 +87,8 @@ class PluginOperationsPlugin(BasePlugin):
                 )
             self.operation_ids[operation_id] = plugin
             operation["operationId"] = operation_id
+            if self.plugin.rate_limit_exempt:
+                operation.get("responses", {}).pop(str(RATE_LIMITED.value), None)
 
 
 class PowerstripApi(Api):  # type: ignore[misc]
@@ -107,7 +112,7 @@ class PowerstripApi(Api):  # type: ignore[misc]
         apispec only warns when two schemas resolve to one name (and renames one); a plugin
         doing that would silently change another's documented contract, so it is refused.
         """
-        self.plugin_operations.plugin = plugin.name
+        self.plugin_operations.plugin = plugin
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

@@ -21,7 +21,7 @@ from flask_injector import FlaskInjector
 
 from app.api import PowerstripApi
 from app.config import HostConfig
-from app.contracts import Clock
+from app.contracts import Clock, HealthCheck
 from app.events import EventBus
 from app.loader import PluginError, PluginRecord
 from app.plugin import Plugin
@@ -38,6 +38,7 @@ class CoreModule(injector.Module):
         binder.bind(HostConfig, to=self._config)
         binder.bind(Clock, to=Clock(), scope=injector.singleton)
         binder.bind(EventBus, to=self._events)
+        binder.multibind(list[HealthCheck], to=[])  # plugins add theirs
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:

@@ -21,9 +21,16 @@ class PluginStateSchema(ma.Schema):
     reason = ma.fields.String(allow_none=True)
 
 
+class CheckSchema(ma.Schema):
+    status = ma.fields.String(required=True, metadata={"description": "up or down"})
+    error = ma.fields.String(allow_none=True, metadata={"description": "Kind of failure"})
+    duration_ms = ma.fields.Float(required=True)
+
+
 class ReadySchema(ma.Schema):
     status = ma.fields.String(required=True, metadata={"description": "ready or degraded"})
     plugins = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(PluginStateSchema))
+    checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
 
 
 @blueprint.route("/live")
@@ -39,5 +46,9 @@ def live() -> dict[str, str]:
 def ready(service: HealthService) -> tuple[dict[str, Any], int]:
     """Every plugin loaded and every dependency answers."""
     readiness = service.readiness()
-    body = {"status": "ready" if readiness.ready else "degraded", "plugins": readiness.plugins}
+    body = {
+        "status": "ready" if readiness.ready else "degraded",
+        "plugins": readiness.plugins,
+        "checks": readiness.checks,
+    }
     return body, 200 if readiness.ready else 503

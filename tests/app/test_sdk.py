@@ -11,6 +11,7 @@ def test_exported_names() -> None:
         "ConfigError",
         "ENTRY_POINT_GROUP",
         "EventBus",
+        "HealthCheck",
         "HostConfig",
         "Plugin",
         "PluginContext",
