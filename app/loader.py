@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 import marshmallow as ma
@@ -142,6 +143,8 @@ def _import(entry_point: metadata.EntryPoint) -> Plugin | str:
         )
     if value.name != entry_point.name:
         return f"declares name {value.name!r} but its entry point is named {entry_point.name!r}"
+    if value.migrations is not None and not Path(value.migrations).is_dir():
+        return f"migrations directory {str(value.migrations)!r} does not exist"
     return value
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -47,6 +48,8 @@ class Plugin:
         settings object, which is injectable by its type. Mark secret fields with
         ``metadata={"secret": True}`` so they are redacted wherever settings are printed.
     :param commands: a click group mounted as ``flask <name> ...``
+    :param migrations: the plugin's Alembic versions directory (branch label = plugin name);
+        the loader checks that it exists
     :param setup: called once with a :class:`PluginContext` after everything is registered;
         the place to subscribe to domain events
     :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
@@ -60,6 +63,7 @@ class Plugin:
     modules: Sequence[InjectorModule] = ()
     settings: type[ma.Schema] | None = None
     commands: click.Group | None = None
+    migrations: Path | None = None
     setup: Callable[[PluginContext], None] | None = None
     rate_limit_exempt: bool = False
 

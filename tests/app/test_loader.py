@@ -522,3 +522,20 @@ def hi():
         r"plugin 'twice'$",
     ):
         build(instance_path)
+
+
+def test_migrations_directory_must_exist(installer: Installer, instance_path: Path) -> None:
+    missing = plugin_source("migrating", migrations="Path(__file__).parent / 'migrations'")
+    installer.install("migrating", "from pathlib import Path\n" + missing)
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'migrating': migrations directory '.*migrations' does not exist$",
+    ):
+        build(instance_path)
+
+
+def test_migrations_directory_is_recorded(installer: Installer, instance_path: Path) -> None:
+    source = plugin_source("migrating", migrations="Path(__file__).parent")
+    installer.install("migrating", "from pathlib import Path\n" + source)
+    record = build(instance_path).extensions["powerstrip.plugins"]["migrating"]
+    assert record.plugin.migrations.is_dir()
