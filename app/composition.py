@@ -22,6 +22,7 @@ from flask_injector import FlaskInjector
 from app.api import PowerstripApi
 from app.config import HostConfig
 from app.contracts import Clock, HealthCheck
+from app.db import Model
 from app.events import EventBus
 from app.loader import PluginError, PluginRecord
 from app.plugin import Plugin
@@ -30,15 +31,16 @@ from app.plugin import Plugin
 class CoreModule(injector.Module):
     """Binds the host contracts every plugin may ask for."""
 
-    def __init__(self, config: HostConfig, events: EventBus) -> None:
+    def __init__(self, config: HostConfig, events: EventBus, checks: list[HealthCheck]) -> None:
         self._config = config
         self._events = events
+        self._checks = checks
 
     def configure(self, binder: injector.Binder) -> None:
         binder.bind(HostConfig, to=self._config)
         binder.bind(Clock, to=Clock(), scope=injector.singleton)
         binder.bind(EventBus, to=self._events)
-        binder.multibind(list[HealthCheck], to=[])  # plugins add theirs
+        binder.multibind(list[HealthCheck], to=self._checks)  # plugins add theirs
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:
@@ -205,7 +207,7 @@ def resolve_views(
 
 def install_injector(
     app: Flask,
-    core: CoreModule,
+    core: list[injector.Module],
     records: list[PluginRecord],
     owners: Mapping[str, str],
 ) -> injector.Injector:
@@ -213,7 +215,7 @@ def install_injector(
 
     Each plugin's settings object is bound by its type before the plugin's own modules.
     """
-    inj = injector.Injector([core], auto_bind=True)
+    inj = injector.Injector(core, auto_bind=True)
     for record in records:
         plugin = record.plugin
         if plugin is None:  # pragma: no cover - only enabled records are passed
@@ -231,3 +233,34 @@ def install_injector(
     FlaskInjector(app=app, injector=inj)
     resolve_views(app, inj, needs)
     return inj
+
+
+def check_tables(records: list[PluginRecord]) -> None:
+    """Every table a plugin's models define is named ``<plugin>_...`` and no one else's.
+
+    A model belongs to the plugin whose entry-point module contains it. A table that fits a
+    longer plugin name too (``hello_world_items`` from ``hello`` beside ``hello_world``) would
+    take that plugin's namespace, so it is refused.
+    """
+    owners = {record.module: record.name for record in records if record.module}
+    names = [record.name for record in records]
+    for mapper in Model.registry.mappers:
+        module = mapper.class_.__module__
+        owner = next(
+            (
+                name
+                for root, name in owners.items()
+                if module == root or module.startswith(f"{root}.")
+            ),
+            None,
+        )
+        if owner is None:
+            continue
+        for table in mapper.tables:
+            if not table.name.startswith(f"{owner}_"):
+                raise PluginError(owner, f"table {table.name!r} must be named {owner}_...")
+            for other in names:
+                if len(other) > len(owner) and table.name.startswith(f"{other}_"):
+                    raise PluginError(
+                        owner, f"table {table.name!r} collides with plugin {other!r}'s tables"
+                    )

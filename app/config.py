@@ -19,9 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 import marshmallow as ma
 from flask import Config
 from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "POWERSTRIP"
 CONFIG_FILE = "config.toml"
+DEFAULT_DATABASE = "powerstrip.db"
 REDACTED = "**redacted**"
 ENVIRONMENTS = ("production", "development", "testing")
 MIN_SECRET_LENGTH = 32
@@ -49,6 +52,17 @@ def _validate_limits(value: list[str]) -> None:
 def _validate_storage_uri(value: str) -> None:
     if urlsplit(value).scheme not in {"memory", "redis", "rediss", "redis+sentinel"}:
         raise ma.ValidationError("Use memory://, redis://, rediss:// or redis+sentinel://.")
+
+
+def _validate_database_url(value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError as exc:
+        raise ma.ValidationError("not a database URL such as postgresql+psycopg://...") from exc
+    if backend not in {"sqlite", "postgresql"}:
+        raise ma.ValidationError("Use sqlite:/// or postgresql+psycopg://.")
 
 
 def _secret(**kwargs: Any) -> dict[str, Any]:
@@ -100,6 +114,38 @@ class HostConfigSchema(ma.Schema):
         load_default="memory://",
         validate=_validate_storage_uri,
         metadata=_secret(description="memory:// (one process) or redis://host:port/db"),
+    )
+    DATABASE_URL = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_validate_database_url,
+        metadata=_secret(
+            description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db "
+            "(default: SQLite file powerstrip.db in the instance folder)"
+        ),
+    )
+    DATABASE_POOL_SIZE = ma.fields.Integer(
+        load_default=5,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=100),
+        metadata={"description": "Connections kept open per process (PostgreSQL)"},
+    )
+    DATABASE_MAX_OVERFLOW = ma.fields.Integer(
+        load_default=10,
+        strict=True,
+        validate=ma.validate.Range(min=0, max=100),
+        metadata={"description": "Extra connections allowed under load (PostgreSQL)"},
+    )
+    DATABASE_POOL_TIMEOUT = ma.fields.Float(
+        load_default=10.0,
+        validate=ma.validate.Range(min=0.1, max=300),
+        metadata={"description": "Seconds to wait for a free connection before a 503"},
+    )
+    DATABASE_POOL_RECYCLE = ma.fields.Integer(
+        load_default=1800,
+        strict=True,
+        validate=ma.validate.Range(min=-1),
+        metadata={"description": "Seconds after which a pooled connection is replaced"},
     )
     PLUGINS = ma.fields.List(
         ma.fields.String(),
@@ -162,12 +208,32 @@ class HostConfig:
     RATELIMIT_ENABLED: bool
     RATELIMIT_DEFAULT: tuple[str, ...]
     RATELIMIT_STORAGE_URI: str
+    DATABASE_URL: str | None
+    DATABASE_POOL_SIZE: int
+    DATABASE_MAX_OVERFLOW: int
+    DATABASE_POOL_TIMEOUT: float
+    DATABASE_POOL_RECYCLE: int
     PLUGINS: tuple[str, ...] | None
     PLUGINS_DISABLED: tuple[str, ...]
     PLUGINS_STRICT: bool
     PLUGIN_URL_PREFIX: str
     CORS_ORIGINS: tuple[str, ...]
     TRUSTED_PROXY_COUNT: int
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL, or the SQLite file in the instance folder."""
+        return self.DATABASE_URL or f"sqlite:///{Path(self.INSTANCE_PATH) / DEFAULT_DATABASE}"
+
+    @property
+    def database_pool(self) -> dict[str, Any]:
+        """Pool options for a client/server database's engine."""
+        return {
+            "pool_size": self.DATABASE_POOL_SIZE,
+            "max_overflow": self.DATABASE_MAX_OVERFLOW,
+            "pool_timeout": self.DATABASE_POOL_TIMEOUT,
+            "pool_recycle": self.DATABASE_POOL_RECYCLE,
+        }
 
     @property
     def is_production(self) -> bool:

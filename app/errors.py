@@ -5,6 +5,7 @@ Exception tree::
     Exception
      +-- werkzeug HTTPException      any HTTP error (abort(404), RateLimitExceeded, ...)
      |    +-- Problem                an HTTP error with a specific type, detail and errors
+     +-- SQLAlchemy connection errors the database is unreachable: 503 with Retry-After
      +-- anything else               a bug: logged with its traceback, answered with a bare 500
 """
 
@@ -16,10 +17,18 @@ from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
+import sqlalchemy.exc
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+)
 VALIDATION_ERROR_TYPE = "urn:powerstrip:problem:validation-error"
 
 log = logging.getLogger(__name__)
@@ -177,9 +186,20 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_unexpected_exception(error: Exception) -> Response:
-    """Log a bug with its traceback and answer a bare 500 that reveals nothing."""
+    """Log a bug with its traceback and answer a bare 500 that reveals nothing.
+
+    A database that cannot be reached (down, restarting, pool exhausted) is not a bug: it is
+    a 503 the client may retry, logged as a warning.
+    """
     if isinstance(error, HTTPException):  # pragma: no cover - routed to the other handler
         return handle_http_exception(error)
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        log.warning("database unavailable", exc_info=error, extra={"path": request.path})
+        return problem_response(
+            503,
+            detail="The database is unavailable; try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     log.error("unhandled exception", exc_info=error, extra={"path": request.path})
     return problem_response(500, detail=InternalServerError.description)
 

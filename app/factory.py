@@ -9,11 +9,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import injector
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from app import api, composition, config, errors, loader, logs, ratelimit, security
+from app import api, composition, config, errors, loader, logs, migrations, ratelimit, security
 from app.cli import config_command
+from app.db import Database, DatabaseModule, make_engine
 from app.events import EventBus
 from app.injection import INJECTOR
 from app.loader import PluginError, PluginRecord
@@ -22,6 +24,7 @@ from app.plugin import PluginContext
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
 API = "powerstrip.api"
+DATABASE = "powerstrip.database"
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,21 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     )
     app.json = _JSONProvider(app)
     app.extensions[HOST_CONFIG] = host_config
+    database = Database(make_engine(host_config.database_url, pool=host_config.database_pool))
+    app.extensions[DATABASE] = database
     smorest = api.init_app(app)
     app.extensions[API] = smorest
     app.cli.add_command(config_command)
 
     records, enabled = _discover(host_config, sections, excluded)
     events = EventBus()
+    core = [
+        composition.CoreModule(host_config, events, ratelimit.health_checks(host_config)),
+        DatabaseModule(database),
+    ]
     app.extensions[PLUGINS] = records
     try:
-        owners = _compose(app, smorest, host_config, enabled, events)
+        owners = _compose(app, smorest, host_config, enabled, core)
     except PluginError as exc:
         if host_config.PLUGINS_STRICT:
             raise
@@ -71,6 +80,8 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
     logs.init_app(app)  # first hook: the request id exists before any other hook runs
     errors.init_app(app)
+    database.init_app(app)
+    migrations.init_app(app, enabled)
     exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
     ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
@@ -111,9 +122,10 @@ def _compose(
     smorest: api.PowerstripApi,
     host_config: config.HostConfig,
     enabled: list[PluginRecord],
-    events: EventBus,
+    core: list[injector.Module],
 ) -> dict[str, str]:
     """Register every enabled plugin; return blueprint name -> plugin name."""
+    composition.check_tables(enabled)
     owners: dict[str, str] = {}
     for record in enabled:
         plugin = record.plugin
@@ -125,7 +137,6 @@ def _compose(
             owners[name] = plugin.name
         if plugin.commands is not None:
             app.cli.add_command(plugin.commands, plugin.name)
-    core = composition.CoreModule(host_config, events)
     app.extensions[INJECTOR] = composition.install_injector(app, core, enabled, owners)
     return owners
 

@@ -59,6 +59,7 @@ class PluginRecord:
     settings: object | None = None
     routes: int = 0
     blocked_by: str | None = None
+    module: str | None = None
 
     @property
     def plugin_exempt(self) -> bool:
@@ -245,7 +246,9 @@ def _check(name: str, candidates: list[metadata.EntryPoint], filters: _Filters) 
     if isinstance(settings, str):
         return _record(name, dist, "failed", settings)
     enabled = _record(name, dist, "enabled", None)
-    return replace(enabled, version=loaded.version, plugin=loaded, settings=settings)
+    return replace(
+        enabled, version=loaded.version, plugin=loaded, settings=settings, module=first.module
+    )
 
 
 def discover(

@@ -7,12 +7,15 @@ times the limit; production uses ``redis://`` so every worker on every machine s
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import urlsplit
 
+import redis
 from flask import Blueprint, Flask, Response
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 
 from app.config import HostConfig
+from app.contracts import HealthCheck
 
 # flask-limiter writes Retry-After on every response (overwriting one a view set); it writes
 # it under this name instead and _retry_after_only_on_429 turns it into Retry-After on 429s.
@@ -44,3 +47,17 @@ def init_app(app: Flask, config: HostConfig, *, exempt_blueprints: list[str]) ->
     for name in exempt_blueprints:
         limiter.exempt(cast(Blueprint, app.blueprints[name]))
     return limiter
+
+
+def health_checks(config: HostConfig) -> list[HealthCheck]:
+    """A readiness check of the Redis holding the counters, when Redis holds them."""
+    uri = config.RATELIMIT_STORAGE_URI
+    if urlsplit(uri).scheme not in {"redis", "rediss"}:
+        return []
+    # Creating the client does no I/O; each probe pings with a bounded timeout.
+    client = redis.Redis.from_url(uri, socket_connect_timeout=2, socket_timeout=2)
+
+    def ping() -> None:
+        client.ping()
+
+    return [HealthCheck("redis", ping)]

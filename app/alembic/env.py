@@ -1,0 +1,58 @@
+"""Alembic environment owned by the host: the app's engine, the shared metadata, and only the
+tables of the enabled plugins (or of one plugin, with ``-x plugin=NAME``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+from flask import current_app
+
+from app.db import Model
+from app.migrations import MIGRATIONS, MigrationSettings
+
+settings: MigrationSettings = current_app.extensions[MIGRATIONS]
+only = context.get_x_argument(as_dictionary=True).get("plugin")
+prefixes = tuple(f"{name}_" for name in ([only] if only else settings.plugins))
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any
+) -> bool:
+    """Compare only the tables of the plugins in scope (never another app's tables)."""
+    if type_ == "table":
+        return bool(name) and str(name).startswith(prefixes)
+    table = getattr(obj, "table", None)
+    return table is None or str(table.name).startswith(prefixes)
+
+
+def run_offline() -> None:
+    context.configure(
+        url=settings.database.engine.url.render_as_string(hide_password=False),
+        target_metadata=Model.metadata,
+        include_object=include_object,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    engine = settings.database.engine
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=Model.metadata,
+            include_object=include_object,
+            compare_type=True,
+            render_as_batch=engine.dialect.name == "sqlite",  # SQLite cannot ALTER much
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()
