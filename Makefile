@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 HELLO := examples/hello-plugin
-HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.py)
+HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.py $(HELLO)/powerstrip_hello/migrations/*.py)
 
 export UV_PYTHON := $(BIN)/python
 
@@ -40,9 +40,10 @@ $(VENV)/.hello-installed: $(VENV)/.dev-installed $(HELLO_SOURCES)
 	$(UV) pip install --reinstall-package powerstrip-hello ./$(HELLO)
 	@touch $@
 
-run: $(VENV)/.runtime-installed ## install, prepare instance/, serve with gunicorn on HOST:PORT
+run: export POWERSTRIP_ENVIRONMENT ?= development
+run: $(VENV)/.runtime-installed ## install, migrate the database in instance/, serve with gunicorn on HOST:PORT
 	@mkdir -p instance
-	POWERSTRIP_ENVIRONMENT=$${POWERSTRIP_ENVIRONMENT:-development} \
+	$(BIN)/flask --app wsgi db upgrade
 	GUNICORN_BIND=$(HOST):$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 test: $(VENV)/.dev-installed $(VENV)/.hello-installed ## install, run the whole suite with coverage

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from app.config import ConfigError, HostConfig, StartupError
 from app.contracts import Clock, HealthCheck
+from app.db import Model, UnitOfWork
 from app.errors import Problem
 from app.events import EventBus
 from app.factory import create_app
@@ -22,12 +23,14 @@ __all__ = [
     "EventBus",
     "HealthCheck",
     "HostConfig",
+    "Model",
     "Plugin",
     "PluginContext",
     "PluginError",
     "PluginRecord",
     "Problem",
     "StartupError",
+    "UnitOfWork",
     "create_app",
     "injected",
 ]

@@ -108,6 +108,7 @@ class UnitOfWork:
     rolls back too); events published inside reach subscribers only after the commit.
     """
 
+    @injector.inject
     def __init__(self, session: Session, events: EventBus) -> None:
         self.session = session
         self._events = events

@@ -56,8 +56,15 @@ def upgrade(sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str) -
 
 
 def _db_group() -> click.Group:
-    commands = {**flask_migrate.cli.db.commands, "upgrade": upgrade}
-    return click.Group("db", commands=commands, help="Database migrations (Alembic).")
+    """flask-migrate's ``db`` group (its options and callback), with our ``upgrade``."""
+    original: click.Group = flask_migrate.cli.db
+    return click.Group(
+        "db",
+        commands={**original.commands, "upgrade": upgrade},
+        callback=original.callback,
+        params=original.params,
+        help="Database migrations (Alembic): every enabled plugin's branch.",
+    )
 
 
 def alembic_config(app: Flask, *, plugin: str | None = None, autogenerate: bool = False) -> Config:
@@ -97,10 +104,10 @@ def make_revision(app: Flask, record: PluginRecord, message: str) -> str:
     plugin = record.plugin
     if plugin is None or plugin.migrations is None:
         raise click.ClickException(f"plugin {record.name!r} declares no migrations directory")
-    config = alembic_config(app, plugin=record.name, autogenerate=True)
-    script = ScriptDirectory.from_config(config)
-    labels = {label for revision in script.walk_revisions() for label in revision.branch_labels}
     with app.app_context():
+        config = alembic_config(app, plugin=record.name, autogenerate=True)
+        script = ScriptDirectory.from_config(config)
+        labels = {label for rev in script.walk_revisions() for label in rev.branch_labels}
         if record.name in labels:
             created = command.revision(
                 config, message, autogenerate=True, head=f"{record.name}@head"

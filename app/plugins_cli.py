@@ -1,4 +1,4 @@
-"""``flask plugins list|check|config``: how an operator finds and fixes a broken plugin.
+"""``flask plugins list|check|config|makemigrations``: find, check and migrate plugins.
 
 These commands are registered through the ``flask.commands`` entry point, so they run
 without ``--app`` loading the app first: they build it themselves in lenient mode, so a
@@ -16,17 +16,21 @@ from flask import Flask
 from app.config import StartupError, redacted
 from app.factory import PLUGINS, create_app
 from app.loader import PluginRecord
+from app.migrations import make_revision
 
 COLUMNS = ("NAME", "VERSION", "DISTRIBUTION", "STATE", "ROUTES", "REASON")
 
 
-def _records() -> dict[str, PluginRecord]:
+def _app() -> Flask:
     try:
         # Lenient, and quiet: these commands print every problem themselves.
-        app: Flask = create_app({"PLUGINS_STRICT": False, "LOG_LEVEL": "CRITICAL"})
+        return create_app({"PLUGINS_STRICT": False, "LOG_LEVEL": "CRITICAL"})
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
-    records: dict[str, PluginRecord] = app.extensions[PLUGINS]
+
+
+def _records() -> dict[str, PluginRecord]:
+    records: dict[str, PluginRecord] = _app().extensions[PLUGINS]
     return records
 
 
@@ -90,3 +94,15 @@ def plugin_config(name: str) -> None:
         schema = record.plugin.settings()
         values = redacted(schema.dump(record.settings), schema)
     click.echo(json.dumps(values, indent=2, default=str))
+
+
+@plugins.command("makemigrations")
+@click.argument("name")
+@click.option("-m", "--message", required=True, help="What the revision does.")
+def make_migrations(name: str, message: str) -> None:
+    """Autogenerate a migration of plugin NAME's tables into its own versions directory."""
+    app = _app()
+    record = app.extensions[PLUGINS].get(name)
+    if record is None or record.state != "enabled":
+        raise click.ClickException(f"plugin {name!r} is not enabled")
+    click.echo(f"created {make_revision(app, record, message)}")

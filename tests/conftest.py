@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,12 @@ from flask import Flask
 
 from app import create_app
 from tests.plugin_fixtures import Installer
+from tests.services import temporary_postgres_database
 from tests.support import register_probe
 
 AppFactory = Callable[..., Flask]
+# Read once, before the autouse fixture below clears POWERSTRIP_* for every test.
+TEST_DATABASE = os.environ.get("POWERSTRIP_TEST_DATABASE", "sqlite")
 
 
 @pytest.fixture(autouse=True)
@@ -26,21 +29,47 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def instance_path(tmp_path: Path) -> Path:
+def instance_path(tmp_path: Path, _isolated_environment: None) -> Path:
+    # Depends on the clean environment explicitly: pytest-flask's own autouse fixtures may
+    # build the app before this conftest's autouse fixtures run.
     path = tmp_path / "instance"
     path.mkdir()
     return path
 
 
 @pytest.fixture
-def make_app(instance_path: Path) -> AppFactory:
-    """Build an app with the probe blueprint; keyword arguments override configuration."""
+def database_url(instance_path: Path) -> Iterator[str]:
+    """The suite's database: a SQLite file per test, or with POWERSTRIP_TEST_DATABASE=postgresql
+    (``make test-pg``) a fresh PostgreSQL database per test."""
+    if TEST_DATABASE == "postgresql":
+        with temporary_postgres_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{instance_path / 'test.db'}"
+
+
+@pytest.fixture
+def make_app(instance_path: Path, database_url: str) -> Iterator[AppFactory]:
+    """Build an app with the probe blueprint; keyword arguments override configuration.
+
+    Each app's connection pool is closed when the test ends.
+    """
+    built: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
-        config = {"ENVIRONMENT": "testing", "INSTANCE_PATH": str(instance_path), **overrides}
-        return register_probe(create_app(config))
+        config = {
+            "ENVIRONMENT": "testing",
+            "INSTANCE_PATH": str(instance_path),
+            "DATABASE_URL": database_url,
+            **overrides,
+        }
+        app = register_probe(create_app(config))
+        built.append(app)
+        return app
 
-    return factory
+    yield factory
+    for app in built:
+        app.extensions["powerstrip.database"].engine.dispose()
 
 
 @pytest.fixture
@@ -54,3 +83,16 @@ def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
     root = tmp_path / "site"
     root.mkdir()
     return Installer(root, monkeypatch)
+
+
+def upgrade(app: Flask) -> None:
+    """Run the real ``flask db upgrade`` for ``app``'s database."""
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def migrated_app(app: Flask) -> Flask:
+    """``app`` with every enabled plugin's migrations applied."""
+    upgrade(app)
+    return app

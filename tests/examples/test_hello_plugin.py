@@ -31,16 +31,20 @@ def _installed() -> None:
 def test_discovered_from_its_own_distribution(app: Flask) -> None:
     record = app.extensions["powerstrip.plugins"]["hello"]
     assert (record.state, record.distribution, record.version) == ("enabled", DISTRIBUTION, "0.1.0")
-    assert record.routes == 2
+    assert record.routes == 3
 
 
-def test_served_and_validated(client) -> None:  # type: ignore[no-untyped-def]
+def test_served_and_validated(migrated_app: Flask) -> None:
+    client = migrated_app.test_client()
     greeting = client.get("/api/v1/hello/greetings/Ada").get_json()
     assert greeting["message"] == "Hello, Ada!"
     assert greeting["at"].endswith("+00:00")
     created = client.post("/api/v1/hello/greetings", json={"name": "Bob"})
     assert created.status_code == 201
     assert created.get_json()["message"] == "Hello, Bob!"
+    assert created.get_json()["id"] == 1
+    listed = client.get("/api/v1/hello/greetings").get_json()
+    assert [(row["id"], row["name"]) for row in listed] == [(1, "Bob")]
     invalid = client.post("/api/v1/hello/greetings", json={})
     assert invalid.status_code == 422
     assert invalid.get_json()["errors"] == {"name": ["Missing data for required field."]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app import Plugin
 from powerstrip_hello.cli import commands
 from powerstrip_hello.module import HelloModule
@@ -18,4 +20,5 @@ plugin = Plugin(
     modules=[HelloModule],
     settings=HelloSettingsSchema,
     commands=commands,
+    migrations=Path(__file__).parent / "migrations",
 )

@@ -12,3 +12,10 @@ class GreetingRequestSchema(ma.Schema):
 class GreetingSchema(ma.Schema):
     message = ma.fields.String(required=True, metadata={"example": "Hello, Ada!"})
     at = ma.fields.AwareDateTime(required=True)
+
+
+class StoredGreetingSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    message = ma.fields.String(required=True)
+    created_at = ma.fields.AwareDateTime(required=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from injector import inject
 
-from app import Clock, Problem
+from app import Clock, EventBus, Problem, UnitOfWork
+from powerstrip_hello.models import GreetingRecord
+from powerstrip_hello.repository import GreetingRepository
 from powerstrip_hello.settings import HelloSettings
 
 
@@ -19,8 +22,16 @@ class Greeting:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Greeted:
+    """Domain event: someone was greeted and the greeting stored."""
+
+    greeting_id: int
+    name: str
+
+
 class GreetingService:
-    """Words greetings the way the settings say."""
+    """Words greetings the way the settings say, and keeps the ones asked to be kept."""
 
     @inject
     def __init__(self, settings: HelloSettings, clock: Clock) -> None:
@@ -38,3 +49,34 @@ class GreetingService:
             )
         message = f"{self._settings.GREETING}, {name}{self._settings.PUNCTUATION}"
         return Greeting(message=message, at=self._clock.now())
+
+
+class GreetingLog:
+    """Stores greetings (one unit of work each) and lists the latest."""
+
+    @inject
+    def __init__(
+        self,
+        greetings: GreetingService,
+        repository: GreetingRepository,
+        uow: UnitOfWork,
+        events: EventBus,
+    ) -> None:
+        self._greetings = greetings
+        self._repository = repository
+        self._uow = uow
+        self._events = events
+
+    def record(self, name: str) -> GreetingRecord:
+        """Greet ``name`` and store the greeting; publishes :class:`Greeted` after commit."""
+        greeting = self._greetings.greet(name)
+        with self._uow:
+            stored = self._repository.add(
+                GreetingRecord(name=name.strip(), message=greeting.message, created_at=greeting.at)
+            )
+            self._events.publish(Greeted(greeting_id=stored.id, name=stored.name))
+        return stored
+
+    def latest(self, limit: int = 20) -> Sequence[GreetingRecord]:
+        """The most recent stored greetings."""
+        return self._repository.latest(limit)

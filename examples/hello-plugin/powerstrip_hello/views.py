@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask_smorest import Blueprint
 
-from powerstrip_hello.schemas import GreetingRequestSchema, GreetingSchema
-from powerstrip_hello.service import Greeting, GreetingService
+from powerstrip_hello.models import GreetingRecord
+from powerstrip_hello.schemas import GreetingRequestSchema, GreetingSchema, StoredGreetingSchema
+from powerstrip_hello.service import Greeting, GreetingLog, GreetingService
 
 blueprint = Blueprint("hello", __name__, description="Greetings")
 
@@ -21,7 +23,14 @@ def greeting(name: str, service: GreetingService) -> Greeting:
 
 @blueprint.route("/greetings", methods=["POST"])
 @blueprint.arguments(GreetingRequestSchema)
-@blueprint.response(201, GreetingSchema)
-def create_greeting(body: dict[str, Any], service: GreetingService) -> Greeting:
-    """Greet the person named in the body."""
-    return service.greet(body["name"])
+@blueprint.response(201, StoredGreetingSchema)
+def create_greeting(body: dict[str, Any], log: GreetingLog) -> GreetingRecord:
+    """Greet the person named in the body and store the greeting."""
+    return log.record(body["name"])
+
+
+@blueprint.route("/greetings", methods=["GET"])
+@blueprint.response(200, StoredGreetingSchema(many=True))
+def list_greetings(log: GreetingLog) -> Sequence[GreetingRecord]:
+    """The latest stored greetings, newest first."""
+    return log.latest()
