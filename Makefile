@@ -14,7 +14,7 @@ HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck check lock clean
+.PHONY: help run test test-pg lint typecheck check lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ run: $(VENV)/.runtime-installed ## install, migrate the database in instance/, s
 
 test: $(VENV)/.dev-installed $(VENV)/.hello-installed ## install, run the whole suite with coverage
 	$(BIN)/pytest
+
+test-pg: $(VENV)/.dev-installed $(VENV)/.hello-installed ## the whole suite on PostgreSQL (127.0.0.1:5432, database test)
+	POWERSTRIP_TEST_DATABASE=postgresql $(BIN)/pytest
 
 lint: $(VENV)/.dev-installed ## ruff check + ruff format --check
 	$(BIN)/ruff check .

@@ -105,4 +105,7 @@ def make_migrations(name: str, message: str) -> None:
     record = app.extensions[PLUGINS].get(name)
     if record is None or record.state != "enabled":
         raise click.ClickException(f"plugin {name!r} is not enabled")
-    click.echo(f"created {make_revision(app, record, message)}")
+    try:
+        click.echo(f"created {make_revision(app, record, message)}")
+    finally:
+        app.extensions["powerstrip.database"].engine.dispose()
