@@ -173,12 +173,9 @@ def test_table_in_a_longer_plugins_namespace_is_refused(
         make_app()
 
 
-def test_offline_upgrade_prints_the_sql(
-    make_app: AppFactory, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_offline_upgrade_prints_the_sql(make_app: AppFactory) -> None:
     app = make_app()
     result = db(app, "upgrade", "--sql")
     assert result.exit_code == 0, result.output
-    out = capfd.readouterr().out
-    assert "CREATE TABLE hello_greetings" in out
+    assert "CREATE TABLE hello_greetings" in result.output
     assert tables(app) == set()  # nothing ran against the database
