@@ -10,6 +10,7 @@ import multiprocessing
 import os
 from typing import Any
 
+from app.db import after_fork
 from app.logs import logging_config
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -50,3 +51,8 @@ def pre_fork(_server: Any, _worker: Any) -> None:
     https://docs.python.org/3/library/gc.html#gc.freeze
     """
     gc.freeze()
+
+
+def post_fork(server: Any, _worker: Any) -> None:
+    """Each worker opens its own database connections (the app was built in the master)."""
+    after_fork(server.app.wsgi())

@@ -115,6 +115,11 @@ class HostConfigSchema(ma.Schema):
         validate=_validate_storage_uri,
         metadata=_secret(description="memory:// (one process) or redis://host:port/db"),
     )
+    RATELIMIT_KEY_PREFIX = ma.fields.String(
+        load_default="powerstrip",
+        validate=ma.validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"),
+        metadata={"description": "Prefix of the counters' keys (deployments sharing a Redis)"},
+    )
     DATABASE_URL = ma.fields.String(
         load_default=None,
         allow_none=True,
@@ -208,6 +213,7 @@ class HostConfig:
     RATELIMIT_ENABLED: bool
     RATELIMIT_DEFAULT: tuple[str, ...]
     RATELIMIT_STORAGE_URI: str
+    RATELIMIT_KEY_PREFIX: str
     DATABASE_URL: str | None
     DATABASE_POOL_SIZE: int
     DATABASE_MAX_OVERFLOW: int

@@ -37,6 +37,7 @@ NAMING_CONVENTION = {
 }
 
 _SESSION = "powerstrip_session"
+DATABASE = "powerstrip.database"
 
 
 class Model(DeclarativeBase):
@@ -152,3 +153,13 @@ class DatabaseModule(injector.Module):
         )
         binder.bind(UnitOfWork, to=UnitOfWork, scope=request)
         binder.multibind(list[HealthCheck], to=[HealthCheck("database", self._database.ping)])
+
+
+def after_fork(app: Flask) -> None:
+    """Drop pooled connections inherited from the parent process (call in each worker).
+
+    ``close=False``: the parent's connections are not closed under it, just forgotten here.
+    """
+    database: Database | None = app.extensions.get(DATABASE)
+    if database is not None:
+        database.engine.dispose(close=False)

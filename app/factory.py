@@ -15,7 +15,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from app import api, composition, config, errors, loader, logs, migrations, ratelimit, security
 from app.cli import config_command
-from app.db import Database, DatabaseModule, make_engine
+from app.db import DATABASE, Database, DatabaseModule, make_engine
 from app.events import EventBus
 from app.injection import INJECTOR
 from app.loader import PluginError, PluginRecord
@@ -24,7 +24,6 @@ from app.plugin import PluginContext
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
 API = "powerstrip.api"
-DATABASE = "powerstrip.database"
 
 log = logging.getLogger(__name__)
 

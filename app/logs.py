@@ -70,7 +70,7 @@ def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) ->
         "formatters": {
             "json": {
                 "()": JsonFormatter,
-                "fmt": "%(levelname)s %(name)s %(message)s",
+                "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
                 "rename_fields": {"levelname": "level", "name": "logger"},
                 "timestamp": True,
             }

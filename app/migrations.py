@@ -28,7 +28,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import Migrate
 
-from app.db import Database
+from app.db import DATABASE, Database
 from app.loader import PluginRecord
 
 MIGRATIONS = "powerstrip.migrations"
@@ -84,7 +84,7 @@ def init_app(app: Flask, enabled: list[PluginRecord]) -> None:
         for record in enabled
         if record.plugin is not None and record.plugin.migrations is not None
     ]
-    database: Database = app.extensions["powerstrip.database"]
+    database: Database = app.extensions[DATABASE]
     app.extensions[MIGRATIONS] = MigrationSettings(database, plugins, tuple(locations))
 
     migrate = Migrate(directory=str(ALEMBIC_DIRECTORY), command="db")

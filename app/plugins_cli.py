@@ -14,6 +14,7 @@ import click
 from flask import Flask
 
 from app.config import StartupError, redacted
+from app.db import DATABASE
 from app.factory import PLUGINS, create_app
 from app.loader import PluginRecord
 from app.migrations import make_revision
@@ -108,4 +109,4 @@ def make_migrations(name: str, message: str) -> None:
     try:
         click.echo(f"created {make_revision(app, record, message)}")
     finally:
-        app.extensions["powerstrip.database"].engine.dispose()
+        app.extensions[DATABASE].engine.dispose()

@@ -38,7 +38,7 @@ def init_app(app: Flask, config: HostConfig, *, exempt_blueprints: list[str]) ->
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: _LIMITER_RETRY_AFTER},
         enabled=config.RATELIMIT_ENABLED,
-        key_prefix="powerstrip",
+        key_prefix=config.RATELIMIT_KEY_PREFIX,
         # If Redis goes away, keep limiting per process rather than failing every request.
         in_memory_fallback_enabled=True,
     )
