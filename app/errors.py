@@ -6,6 +6,7 @@ Exception tree::
      +-- werkzeug HTTPException      any HTTP error (abort(404), RateLimitExceeded, ...)
      |    +-- Problem                an HTTP error with a specific type, detail and errors
      +-- SQLAlchemy connection errors the database is unreachable: 503 with Retry-After
+     +-- StaleDataError              an optimistic-concurrency conflict (version_id_col): 409
      +-- anything else               a bug: logged with its traceback, answered with a bare 500
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import marshmallow as ma
 import sqlalchemy.exc
 from flask import Flask, Response, g, json, request
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -199,6 +201,10 @@ def handle_unexpected_exception(error: Exception) -> Response:
             503,
             detail="The database is unavailable; try again shortly.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(error, StaleDataError):
+        return problem_response(
+            409, detail="The resource was changed by someone else; reload it and try again."
         )
     log.error("unhandled exception", exc_info=error, extra={"path": request.path})
     return problem_response(500, detail=InternalServerError.description)

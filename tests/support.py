@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import Problem
 
@@ -55,6 +56,12 @@ def make_probe_blueprint() -> Blueprint:
             title="Edit conflict",
             headers={"Retry-After": "5"},
         )
+
+    @blp.route("/stale")
+    @blp.response(200)
+    def stale() -> None:
+        """Lose an optimistic-concurrency race."""
+        raise StaleDataError("UPDATE statement on table 'x' expected to update 1 row(s)")
 
     @blp.route("/boom")
     @blp.response(200)

@@ -159,3 +159,9 @@ def test_flatten_keeps_every_message(messages: object) -> None:
     flat = flatten_messages(messages)
     assert sum(len(v) for v in flat.values()) == count(messages)
     assert all(isinstance(m, str) for msgs in flat.values() for m in msgs)
+
+
+def test_optimistic_concurrency_conflict_is_409(client: FlaskClient) -> None:
+    body = assert_problem(client.get("/api/probe/stale"), 409)
+    assert "changed by someone else" in body["detail"]
+    assert "UPDATE" not in body["detail"]
