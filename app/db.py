@@ -20,7 +20,7 @@ from typing import Any
 import injector
 from flask import Flask, g
 from flask_injector import request
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -74,6 +74,16 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    def use_connection(self, connection: Connection) -> None:
+        """Make every session join ``connection``'s transaction, through savepoints.
+
+        For tests: open a connection, begin a transaction, hand it here, roll it back at the
+        end of the test; everything the app committed meanwhile disappears with it.
+        """
+        self.sessions = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
 
     def ping(self) -> None:
         """Run ``SELECT 1``; raises if the database cannot be reached."""

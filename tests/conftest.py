@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from app.db import DATABASE, Database
 from tests.plugin_fixtures import Installer
 from tests.services import temporary_postgres_database
 from tests.support import register_probe
@@ -96,3 +97,16 @@ def migrated_app(app: Flask) -> Flask:
     """``app`` with every enabled plugin's migrations applied."""
     upgrade(app)
     return app
+
+
+@pytest.fixture
+def rollback_app(make_app: AppFactory) -> Iterator[Flask]:
+    """A migrated app whose every session joins one transaction rolled back after the test."""
+    app = make_app()
+    upgrade(app)
+    database: Database = app.extensions[DATABASE]
+    with database.engine.connect() as connection:
+        transaction = connection.begin()
+        database.use_connection(connection)
+        yield app
+        transaction.rollback()

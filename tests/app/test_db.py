@@ -227,3 +227,24 @@ def test_hello_migrations_then_concurrent_requests_keep_every_row(migrated_app: 
     assert sorted(row["name"] for row in listed) == sorted(f"user{i}" for i in range(8))
     database: Database = migrated_app.extensions["powerstrip.database"]
     assert "hello_greetings" in inspect(database.engine).get_table_names()
+
+
+def test_per_test_transaction_rolls_back_committed_work(rollback_app: Flask) -> None:
+    client = rollback_app.test_client()
+    for name in ("ada", "bob"):  # each request commits through its unit of work
+        assert client.post("/api/v1/hello/greetings", json={"name": name}).status_code == 201
+    assert [row["name"] for row in client.get("/api/v1/hello/greetings").get_json()] == [
+        "bob",
+        "ada",
+    ]
+
+
+def test_commits_stay_inside_the_test_transaction(rollback_app: Flask) -> None:
+    """What the app commits is invisible outside the test's transaction, then rolled back."""
+    client = rollback_app.test_client()
+    assert client.get("/api/v1/hello/greetings").get_json() == []
+    database: Database = rollback_app.extensions["powerstrip.database"]
+    with database.engine.connect() as outside:  # a connection outside the test transaction
+        client.post("/api/v1/hello/greetings", json={"name": "carol"})
+        seen_outside = outside.execute(text("SELECT count(*) FROM hello_greetings")).scalar()
+    assert seen_outside == 0  # committed inside the test transaction only
