@@ -6,6 +6,7 @@ internals and may change without notice.
 
 from __future__ import annotations
 
+from app.auth import Principal, requires
 from app.config import ConfigError, HostConfig, StartupError
 from app.contracts import Clock, HealthCheck
 from app.db import Model, UnitOfWork
@@ -15,6 +16,7 @@ from app.factory import create_app
 from app.injection import injected
 from app.loader import PluginError, PluginRecord
 from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext
+from app.ratelimit import RateLimits
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -28,9 +30,12 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "PluginRecord",
+    "Principal",
     "Problem",
+    "RateLimits",
     "StartupError",
     "UnitOfWork",
     "create_app",
     "injected",
+    "requires",
 ]

@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, render_template, send_from_directo
 from flask_smorest import Api
 
 from app import errors
+from app.auth import SECURITY_SCHEMES
 from app.loader import PluginError
 from app.plugin import Plugin
 
@@ -224,5 +225,7 @@ def init_app(app: Flask) -> PowerstripApi:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api = PowerstripApi(app)
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, scheme)
     app.register_blueprint(docs_blueprint())
     return api

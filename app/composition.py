@@ -20,27 +20,38 @@ from flask import Flask
 from flask_injector import FlaskInjector
 
 from app.api import PowerstripApi
+from app.auth import ANONYMOUS, Principal
 from app.config import HostConfig
 from app.contracts import Clock, HealthCheck
 from app.db import Model
 from app.events import EventBus
 from app.loader import PluginError, PluginRecord
 from app.plugin import Plugin
+from app.ratelimit import RateLimits
 
 
 class CoreModule(injector.Module):
     """Binds the host contracts every plugin may ask for."""
 
-    def __init__(self, config: HostConfig, events: EventBus, checks: list[HealthCheck]) -> None:
+    def __init__(
+        self,
+        config: HostConfig,
+        events: EventBus,
+        checks: list[HealthCheck],
+        rate_limits: RateLimits,
+    ) -> None:
         self._config = config
         self._events = events
         self._checks = checks
+        self._rate_limits = rate_limits
 
     def configure(self, binder: injector.Binder) -> None:
         binder.bind(HostConfig, to=self._config)
         binder.bind(Clock, to=Clock(), scope=injector.singleton)
         binder.bind(EventBus, to=self._events)
         binder.multibind(list[HealthCheck], to=self._checks)  # plugins add theirs
+        binder.bind(RateLimits, to=self._rate_limits)
+        binder.bind(Principal, to=ANONYMOUS)  # an accounts plugin rebinds it per request
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:

@@ -60,8 +60,15 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
 
     records, enabled = _discover(host_config, sections, excluded)
     events = EventBus()
+    limiter = ratelimit.make_limiter(host_config)
+    namespace = f"{host_config.RATELIMIT_KEY_PREFIX}:plugins"
     core = [
-        composition.CoreModule(host_config, events, ratelimit.health_checks(host_config)),
+        composition.CoreModule(
+            host_config,
+            events,
+            ratelimit.health_checks(host_config),
+            ratelimit.RateLimits(limiter, namespace),
+        ),
         DatabaseModule(database),
     ]
     app.extensions[PLUGINS] = records
@@ -83,7 +90,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     migrations.init_app(app, enabled)
     exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
-    ratelimit.init_app(app, host_config, exempt_blueprints=exempt)
+    ratelimit.init_app(app, limiter, exempt_blueprints=exempt)
     security.init_app(app, host_config)
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:

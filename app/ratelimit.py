@@ -6,6 +6,8 @@ times the limit; production uses ``redis://`` so every worker on every machine s
 
 from __future__ import annotations
 
+import math
+import time
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -13,9 +15,11 @@ import redis
 from flask import Blueprint, Flask, Response
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 
 from app.config import HostConfig
 from app.contracts import HealthCheck
+from app.errors import Problem
 
 # flask-limiter writes Retry-After on every response (overwriting one a view set); it writes
 # it under this name instead and _retry_after_only_on_429 turns it into Retry-After on 429s.
@@ -29,9 +33,9 @@ def _retry_after_only_on_429(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, config: HostConfig, *, exempt_blueprints: list[str]) -> Limiter:
-    """Apply the configured default limits to every route but the exempt blueprints."""
-    limiter = Limiter(
+def make_limiter(config: HostConfig) -> Limiter:
+    """The app's limiter: default limits per client address, counters in memory or Redis."""
+    return Limiter(
         get_remote_address,
         default_limits=list(config.RATELIMIT_DEFAULT),
         storage_uri=config.RATELIMIT_STORAGE_URI,
@@ -42,11 +46,50 @@ def init_app(app: Flask, config: HostConfig, *, exempt_blueprints: list[str]) ->
         # If Redis goes away, keep limiting per process rather than failing every request.
         in_memory_fallback_enabled=True,
     )
+
+
+def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> None:
+    """Apply the default limits to every route but the exempt blueprints."""
     app.after_request(_retry_after_only_on_429)  # runs after the limiter's own hook
     limiter.init_app(app)
     for name in exempt_blueprints:
         limiter.exempt(cast(Blueprint, app.blueprints[name]))
-    return limiter
+
+
+class RateLimits:
+    """Named limits a plugin applies itself (login attempts per account, ...).
+
+    They count in the app limiter's storage, so with Redis every worker shares them.
+    """
+
+    def __init__(self, limiter: Limiter, namespace: str) -> None:
+        self._limiter = limiter
+        self._namespace = namespace
+
+    def hit(self, key: str, limit: str, *, detail: str = "Too many attempts.") -> None:
+        """Count one attempt for ``key``; a 429 problem (with Retry-After) past ``limit``."""
+        if not self._limiter.enabled:
+            return
+        strategy = self._limiter.limiter
+        for item in parse_many(limit):
+            if not strategy.hit(item, self._namespace, key):
+                reset, _ = strategy.get_window_stats(item, self._namespace, key)
+                retry_after = max(1, math.ceil(reset - time.time()))
+                raise Problem(429, detail, headers={"Retry-After": str(retry_after)})
+
+    def exceeded(self, key: str, limit: str) -> bool:
+        """Whether ``key`` has used up ``limit`` (without counting an attempt)."""
+        if not self._limiter.enabled:
+            return False
+        strategy = self._limiter.limiter
+        return any(not strategy.test(item, self._namespace, key) for item in parse_many(limit))
+
+    def clear(self, key: str, limit: str) -> None:
+        """Forget ``key``'s attempts against ``limit`` (after a success)."""
+        if not self._limiter.enabled:
+            return
+        for item in parse_many(limit):
+            self._limiter.limiter.clear(item, self._namespace, key)
 
 
 def health_checks(config: HostConfig) -> list[HealthCheck]:

@@ -18,11 +18,14 @@ def test_exported_names() -> None:
         "PluginContext",
         "PluginError",
         "PluginRecord",
+        "Principal",
         "Problem",
+        "RateLimits",
         "StartupError",
         "UnitOfWork",
         "create_app",
         "injected",
+        "requires",
     ]
     for name in app.__all__:
         assert getattr(app, name) is not None
