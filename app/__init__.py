@@ -15,7 +15,7 @@ from app.events import EventBus
 from app.factory import create_app
 from app.injection import injected
 from app.loader import PluginError, PluginRecord
-from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext
+from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
 from app.ratelimit import RateLimits
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "create_app",
     "injected",
     "requires",
+    "settings_environment",
 ]

@@ -83,13 +83,15 @@ def _passed_by_request(function: Callable[..., Any], url_arguments: set[str]) ->
     flask-smorest passes @arguments values positionally, before any other parameter; it
     records them on its outermost wrapper (``_apidoc``), which is what ``function`` is.
     """
-    passed = len(getattr(function, "_apidoc", {}).get("arguments", {}).get("parameters", []))
+    apidoc = getattr(function, "_apidoc", {})
+    passed = len(apidoc.get("arguments", {}).get("parameters", []))
     positional = [
         name
         for name, parameter in inspect.signature(function).parameters.items()
         if name != "self" and parameter.kind is not inspect.Parameter.KEYWORD_ONLY
     ][:passed]
-    return url_arguments | set(positional)
+    paginated = {"pagination_parameters"} if "pagination" in apidoc else set()
+    return url_arguments | set(positional) | paginated
 
 
 def _function_view_needs(view: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:

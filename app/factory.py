@@ -109,6 +109,7 @@ def _discover(
         disabled=host_config.PLUGINS_DISABLED,
         sections=sections,
         excluded=excluded,
+        environment=host_config.ENVIRONMENT,
     )
     for name in sections.keys() - records.keys():
         raise config.ConfigError(

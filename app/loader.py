@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from app.config import ENV_PREFIX, StartupError, first_error
-from app.plugin import ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
+from app.plugin import _SETTINGS_ENVIRONMENT, ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
 
 HOST_DISTRIBUTION = "powerstrip"
 
@@ -149,12 +149,13 @@ def _import(entry_point: metadata.EntryPoint) -> Plugin | str:
     return value
 
 
-def _settings(plugin: Plugin, section: Mapping[str, Any]) -> object | str | None:
+def _settings(plugin: Plugin, section: Mapping[str, Any], environment: str) -> object | str | None:
     """The plugin's validated settings object, or why its section is invalid."""
     if plugin.settings is None:
         if section:
             return f"invalid settings: the plugin takes none, but {', '.join(sorted(section))} set"
         return None
+    token = _SETTINGS_ENVIRONMENT.set(environment)
     try:
         value: object = plugin.settings(unknown=ma.RAISE).load(dict(section))
     except ma.ValidationError as exc:
@@ -163,6 +164,8 @@ def _settings(plugin: Plugin, section: Mapping[str, Any]) -> object | str | None
             message = "unknown key; check the spelling"
         env = f"{ENV_PREFIX}_{plugin.name.upper()}__{key}"
         return f"invalid settings: {key} (env {env}): {message}"
+    finally:
+        _SETTINGS_ENVIRONMENT.reset(token)
     if isinstance(value, dict):
         return "invalid settings: the schema must build an object with @post_load to be injected"
     return value
@@ -209,6 +212,7 @@ class _Filters:
     disabled: frozenset[str]
     excluded: Mapping[str, str]
     sections: Mapping[str, Mapping[str, Any]]
+    environment: str
 
 
 def _refusal(
@@ -242,7 +246,7 @@ def _check(name: str, candidates: list[metadata.EntryPoint], filters: _Filters) 
     loaded = _import(first)
     if isinstance(loaded, str):
         return _record(name, dist, "failed", loaded)
-    settings = _settings(loaded, filters.sections.get(name, {}))
+    settings = _settings(loaded, filters.sections.get(name, {}), filters.environment)
     if isinstance(settings, str):
         return _record(name, dist, "failed", settings)
     enabled = _record(name, dist, "enabled", None)
@@ -258,6 +262,7 @@ def discover(
     disabled: Iterable[str],
     sections: Mapping[str, Mapping[str, Any]] | None = None,
     excluded: Mapping[str, str] | None = None,
+    environment: str = "production",
 ) -> tuple[dict[str, PluginRecord], list[str]]:
     """Find, check and order the installed plugins.
 
@@ -266,7 +271,9 @@ def discover(
     :returns: a record for every installed plugin (and for every name in ``allow`` that is
         not installed) and the names of the enabled plugins in load order
     """
-    filters = _Filters(host_version, allow, frozenset(disabled), excluded or {}, sections or {})
+    filters = _Filters(
+        host_version, allow, frozenset(disabled), excluded or {}, sections or {}, environment
+    )
     by_name: dict[str, list[metadata.EntryPoint]] = defaultdict(list)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         by_name[entry_point.name].append(entry_point)

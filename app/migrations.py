@@ -13,6 +13,7 @@ Every enabled plugin that declares ``Plugin.migrations`` has that directory on A
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,17 @@ def init_app(app: Flask, enabled: list[PluginRecord]) -> None:
     def set_locations(config: Config) -> Config:
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", os.pathsep.join(locations))
+        if importlib.util.find_spec("ruff") is not None:  # format new revisions (dev installs)
+            config.set_section_option("post_write_hooks", "hooks", "ruff_fix, ruff_format")
+            for hook, options in (
+                ("ruff_fix", "check --fix-only --quiet"),
+                ("ruff_format", "format --quiet"),
+            ):
+                config.set_section_option("post_write_hooks", f"{hook}.type", "module")
+                config.set_section_option("post_write_hooks", f"{hook}.module", "ruff")
+                config.set_section_option(
+                    "post_write_hooks", f"{hook}.options", f"{options} REVISION_SCRIPT_FILENAME"
+                )
         return config
 
     migrate.configure(set_locations)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from app.events import EventBus
 
 ENTRY_POINT_GROUP = "powerstrip.plugins"
+_SETTINGS_ENVIRONMENT: ContextVar[str] = ContextVar(
+    "powerstrip_settings_environment", default="production"
+)
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
 InjectorModule = injector.Module | type[injector.Module] | Callable[[injector.Binder], None]
@@ -75,3 +79,11 @@ class PluginContext:
     app: Flask
     events: EventBus
     settings: object | None
+
+
+def settings_environment() -> str:
+    """The host's ENVIRONMENT while plugin settings are validated.
+
+    For rules such as "a signing key is required outside development" in a settings schema.
+    """
+    return _SETTINGS_ENVIRONMENT.get()

@@ -12,6 +12,8 @@ from app import ConfigError, create_app
 from app.config import DEVELOPMENT_SECRET_KEY, REDACTED, HostConfig, describe, redacted
 
 STRONG_KEY = "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789"
+# Production also needs the accounts plugin's signing keys.
+ACCOUNTS_KEYS = {"SIGNING_KEYS": {"k1": "s1gning-" + "abcdefghijklmnopqrstuvwxyz0123456789"}}
 
 
 def host_config(app: Flask) -> HostConfig:
@@ -114,7 +116,9 @@ def test_production_refuses_the_development_key(instance_path: Path) -> None:
 
 
 def test_production_accepts_a_strong_key(instance_path: Path) -> None:
-    app = build(instance_path, ENVIRONMENT="production", SECRET_KEY=STRONG_KEY)
+    app = build(
+        instance_path, ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, accounts=ACCOUNTS_KEYS
+    )
     assert app.config["SECRET_KEY"] == STRONG_KEY
     assert host_config(app).is_production
     assert not app.testing
@@ -147,7 +151,9 @@ def test_redaction_hides_secrets_and_url_passwords() -> None:
 
 
 def test_repr_of_config_is_redacted(instance_path: Path) -> None:
-    app = build(instance_path, ENVIRONMENT="production", SECRET_KEY=STRONG_KEY)
+    app = build(
+        instance_path, ENVIRONMENT="production", SECRET_KEY=STRONG_KEY, accounts=ACCOUNTS_KEYS
+    )
     assert STRONG_KEY not in repr(host_config(app))
     assert REDACTED in repr(host_config(app))
 
@@ -164,6 +170,7 @@ def test_config_show_prints_redacted_json(instance_path: Path) -> None:
         instance_path,
         ENVIRONMENT="production",
         SECRET_KEY=STRONG_KEY,
+        accounts=ACCOUNTS_KEYS,
         RATELIMIT_STORAGE_URI="redis://:pw@127.0.0.1:6379/0",
     )
     result = app.test_cli_runner().invoke(args=["config", "show"])

@@ -26,6 +26,7 @@ def test_exported_names() -> None:
         "create_app",
         "injected",
         "requires",
+        "settings_environment",
     ]
     for name in app.__all__:
         assert getattr(app, name) is not None

@@ -1,0 +1,102 @@
+"""Request and response schemas of the accounts plugin."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+
+
+class UtcDateTime(ma.fields.DateTime):
+    """ISO 8601 with offset; naive values (SQLite gives those back) were stored in UTC."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+class LoginSchema(ma.Schema):
+    email = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=320))
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+    )
+
+
+class RefreshSchema(ma.Schema):
+    refresh_token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+
+
+class LogoutSchema(ma.Schema):
+    refresh_token = ma.fields.String(validate=ma.validate.Length(min=1, max=200))
+
+
+class TokenPairSchema(ma.Schema):
+    access_token = ma.fields.String(required=True)
+    refresh_token = ma.fields.String(required=True)
+    token_type = ma.fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = ma.fields.Integer(required=True, metadata={"description": "Seconds"})
+
+
+class NewUserSchema(ma.Schema):
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+    )
+    role = ma.fields.String(load_default="user", validate=ma.validate.Length(min=1, max=50))
+
+
+class RegistrationSchema(ma.Schema):
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+    )
+
+
+class UserSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.String(required=True)
+    role = ma.fields.String(required=True)
+    is_active = ma.fields.Boolean(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+
+
+class UserQuerySchema(ma.Schema):
+    email = ma.fields.String(validate=ma.validate.Length(max=320))
+    active = ma.fields.Boolean()
+    role = ma.fields.String(validate=ma.validate.Length(max=50))
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = ma.fields.String(required=True, load_only=True)
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+    )
+
+
+class UserUpdateSchema(ma.Schema):
+    role = ma.fields.String(validate=ma.validate.Length(min=1, max=50))
+    is_active = ma.fields.Boolean()
+
+
+class NewApiKeySchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    scopes = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=100)), load_default=list
+    )
+
+
+class ApiKeySchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    prefix = ma.fields.String(required=True)
+    scopes = ma.fields.List(ma.fields.String(), required=True)
+    created_at = UtcDateTime(required=True)
+    last_used_at = UtcDateTime(allow_none=True)
+    revoked_at = UtcDateTime(allow_none=True)
+
+
+class CreatedApiKeySchema(ApiKeySchema):
+    key = ma.fields.String(required=True, metadata={"description": "Shown once; store it now"})

@@ -1,0 +1,97 @@
+"""Settings of the accounts plugin (``POWERSTRIP_ACCOUNTS__<KEY>`` / ``[accounts]``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import marshmallow as ma
+from limits import parse_many
+
+from app import settings_environment
+
+MIN_KEY_LENGTH = 32
+DEFAULT_ROLE_SCOPES = {"admin": ["*"], "user": ["accounts:self"]}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsSettings:
+    """The validated ``[accounts]`` section."""
+
+    ISSUER: str
+    AUDIENCE: str
+    ACCESS_TOKEN_MINUTES: int
+    REFRESH_TOKEN_DAYS: int
+    SIGNING_KEYS: dict[str, str]
+    CURRENT_KEY: str
+    REGISTRATION_OPEN: bool
+    PASSWORD_MIN_LENGTH: int
+    ROLE_SCOPES: dict[str, list[str]]
+    LOGIN_LIMIT_PER_ADDRESS: str
+    LOGIN_FAILURES_PER_ACCOUNT: str
+
+    def __repr__(self) -> str:
+        return f"AccountsSettings(ISSUER={self.ISSUER!r}, SIGNING_KEYS=<{len(self.SIGNING_KEYS)}>)"
+
+
+def _limits(value: str) -> None:
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ma.ValidationError("not a rate limit such as '5 per 15 minutes'") from exc
+
+
+class AccountsSettingsSchema(ma.Schema):
+    """Token lifetimes, issuer, audience, signing keys, registration and login limits."""
+
+    ISSUER = ma.fields.String(load_default="powerstrip")
+    AUDIENCE = ma.fields.String(load_default="powerstrip-api")
+    ACCESS_TOKEN_MINUTES = ma.fields.Integer(load_default=15, validate=ma.validate.Range(1, 1440))
+    REFRESH_TOKEN_DAYS = ma.fields.Integer(load_default=14, validate=ma.validate.Range(1, 365))
+    SIGNING_KEYS = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.Regexp(r"^[A-Za-z0-9._-]{1,32}$")),
+        values=ma.fields.String(validate=ma.validate.Length(min=MIN_KEY_LENGTH)),
+        load_default=None,
+        allow_none=True,
+        metadata={"secret": True, "description": "key id -> HS256 secret (32+ chars)"},
+    )
+    CURRENT_KEY = ma.fields.String(
+        load_default=None, allow_none=True, metadata={"description": "key id that signs"}
+    )
+    REGISTRATION_OPEN = ma.fields.Boolean(load_default=False)
+    PASSWORD_MIN_LENGTH = ma.fields.Integer(load_default=10, validate=ma.validate.Range(8, 128))
+    ROLE_SCOPES = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        load_default=lambda: dict(DEFAULT_ROLE_SCOPES),
+    )
+    LOGIN_LIMIT_PER_ADDRESS = ma.fields.String(load_default="30 per minute", validate=_limits)
+    LOGIN_FAILURES_PER_ACCOUNT = ma.fields.String(load_default="5 per 15 minutes", validate=_limits)
+
+    @ma.validates_schema
+    def _keys(self, data: dict[str, Any], **_: Any) -> None:
+        keys = data.get("SIGNING_KEYS")
+        if not keys:
+            if settings_environment() not in ("development", "testing"):
+                raise ma.ValidationError("required outside development and testing", "SIGNING_KEYS")
+            return
+        current = data.get("CURRENT_KEY")
+        if current is not None and current not in keys:
+            raise ma.ValidationError("must name one of SIGNING_KEYS", "CURRENT_KEY")
+        if "admin" not in data.get("ROLE_SCOPES", DEFAULT_ROLE_SCOPES):
+            raise ma.ValidationError("must define the admin role", "ROLE_SCOPES")
+
+    @ma.post_load
+    def build(self, data: dict[str, Any], **_: Any) -> AccountsSettings:
+        """Build the settings; without keys (development only) derive one from the app."""
+        keys = data["SIGNING_KEYS"] or {"dev": _development_key()}
+        data["SIGNING_KEYS"] = dict(keys)
+        data["CURRENT_KEY"] = data["CURRENT_KEY"] or next(iter(keys))
+        return AccountsSettings(**data)
+
+
+def _development_key() -> str:
+    # Stable across processes and restarts of a development setup; never used in production.
+    return hmac.new(b"powerstrip-accounts", b"development-signing-key", hashlib.sha256).hexdigest()

@@ -1,0 +1,134 @@
+"""Access tokens (JWT, HS256 pinned, key ids for rotation) and opaque secrets stored as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from app import Clock
+from plugins.accounts.settings import AccountsSettings
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+API_KEY_PREFIX = "psk"
+
+
+class TokenError(Exception):
+    """A presented token is not acceptable; the message is safe to show the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a valid access token says."""
+
+    subject: str
+    jti: str
+    version: int
+    expires_at: datetime
+
+
+class AccessTokens:
+    """Issue and verify short-lived access tokens.
+
+    Signing uses ``CURRENT_KEY``; verification accepts every key of ``SIGNING_KEYS`` (by the
+    ``kid`` header), so keys rotate: add the new key, make it current, drop the old one after
+    the access-token lifetime.
+    """
+
+    def __init__(self, settings: AccountsSettings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    @property
+    def lifetime(self) -> timedelta:
+        """How long an access token lives."""
+        return timedelta(minutes=self._settings.ACCESS_TOKEN_MINUTES)
+
+    def issue(self, user_id: int, version: int) -> tuple[str, AccessClaims]:
+        """A signed access token for the user, and its claims."""
+        now = self._clock.now()
+        expires = now + self.lifetime
+        jti = uuid.uuid4().hex
+        payload = {
+            "sub": str(user_id),
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "iss": self._settings.ISSUER,
+            "aud": self._settings.AUDIENCE,
+            "jti": jti,
+            "ver": version,
+        }
+        kid = self._settings.CURRENT_KEY
+        token = jwt.encode(
+            payload, self._settings.SIGNING_KEYS[kid], algorithm=ALGORITHM, headers={"kid": kid}
+        )
+        return token, AccessClaims(str(user_id), jti, version, expires)
+
+    def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid token; :class:`TokenError` saying why otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise TokenError("The access token is malformed.") from None
+        key = self._settings.SIGNING_KEYS.get(str(header.get("kid")))
+        if key is None:
+            raise TokenError("The access token was signed with an unknown key.")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],  # pinned: "none" and every other algorithm are refused
+                audience=self._settings.AUDIENCE,
+                issuer=self._settings.ISSUER,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("The access token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenError("The access token is not valid yet.") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise TokenError("The access token is not meant for this API.") from None
+        except jwt.InvalidTokenError:
+            raise TokenError("The access token is invalid.") from None
+        version = claims.get("ver")
+        if not isinstance(version, int):
+            raise TokenError("The access token is invalid.")
+        expires = datetime.fromtimestamp(claims["exp"], tz=self._clock.now().tzinfo)
+        return AccessClaims(str(claims["sub"]), str(claims["jti"]), version, expires)
+
+
+def new_secret() -> str:
+    """An opaque, URL-safe secret with 256 bits of entropy."""
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    """The stored form of a high-entropy secret (refresh token, API key): SHA-256 hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_digest(secret: str, stored: str) -> bool:
+    """Constant-time comparison of ``secret`` with a stored digest."""
+    return hmac.compare_digest(digest(secret), stored)
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """(full key shown once, visible prefix, secret part) of a new API key."""
+    prefix = secrets.token_hex(6)
+    secret = new_secret()
+    return f"{API_KEY_PREFIX}_{prefix}_{secret}", prefix, secret
+
+
+def split_api_key(value: str) -> tuple[str, str] | None:
+    """(prefix, secret) of a presented API key, or None when it is not shaped like one."""
+    parts = value.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]

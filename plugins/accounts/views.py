@@ -1,0 +1,167 @@
+"""HTTP views of the accounts plugin: validate, call one service method, return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+from injector import inject
+
+from app import Principal, Problem, requires
+from plugins.accounts.models import ApiKey, User
+from plugins.accounts.schemas import (
+    ApiKeySchema,
+    CreatedApiKeySchema,
+    LoginSchema,
+    LogoutSchema,
+    NewApiKeySchema,
+    NewUserSchema,
+    PasswordChangeSchema,
+    RefreshSchema,
+    RegistrationSchema,
+    TokenPairSchema,
+    UserQuerySchema,
+    UserSchema,
+    UserUpdateSchema,
+)
+from plugins.accounts.service import ApiKeyService, AuthService, TokenPair, UserService
+from plugins.accounts.settings import AccountsSettings
+
+ADMIN = "accounts:admin"
+SELF = "accounts:self"
+
+blueprint = Blueprint("accounts", __name__, description="Users, tokens and API keys")
+
+
+@blueprint.route("/tokens", methods=["POST"])
+@blueprint.arguments(LoginSchema)
+@blueprint.response(200, TokenPairSchema)
+@blueprint.alt_response(401, response="UNAUTHORIZED")
+def login(credentials: dict[str, Any], auth: AuthService) -> TokenPair:
+    """Log in with email and password: an access token and a refresh token."""
+    return auth.login(credentials["email"], credentials["password"], request.remote_addr or "-")
+
+
+@blueprint.route("/tokens/refresh", methods=["POST"])
+@blueprint.arguments(RefreshSchema)
+@blueprint.response(200, TokenPairSchema)
+@blueprint.alt_response(401, response="UNAUTHORIZED")
+def refresh(body: dict[str, Any], auth: AuthService) -> TokenPair:
+    """Trade a refresh token for new tokens (it dies; reusing it revokes its session)."""
+    return auth.refresh(body["refresh_token"])
+
+
+@blueprint.route("/tokens", methods=["DELETE"])
+@blueprint.arguments(LogoutSchema)
+@blueprint.response(204)
+@requires()
+def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> None:
+    """Log out: the access token and the given refresh token's session are revoked."""
+    auth.logout(principal, body.get("refresh_token"))
+
+
+@blueprint.route("/register", methods=["POST"])
+@blueprint.arguments(RegistrationSchema)
+@blueprint.response(201, UserSchema)
+def register(body: dict[str, Any], users: UserService, settings: AccountsSettings) -> User:
+    """Create one's own account (only when registration is open)."""
+    if not settings.REGISTRATION_OPEN:
+        raise Problem(403, "Registration is closed; ask an administrator for an account.")
+    return users.create(body["email"], body["password"])
+
+
+@blueprint.route("/users")
+class Users(MethodView):
+    @inject
+    def __init__(self, users: UserService) -> None:
+        self._users = users
+
+    @blueprint.arguments(UserQuerySchema, location="query")
+    @blueprint.response(200, UserSchema(many=True))
+    @blueprint.paginate()
+    @requires(ADMIN)
+    def get(
+        self, query: dict[str, Any], pagination_parameters: PaginationParameters
+    ) -> Sequence[User]:
+        """List users (filter by email, active, role)."""
+        rows, total = self._users.list(
+            email=query.get("email"),
+            active=query.get("active"),
+            role=query.get("role"),
+            page=pagination_parameters.page,
+            size=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return rows
+
+    @blueprint.arguments(NewUserSchema)
+    @blueprint.response(201, UserSchema)
+    @requires(ADMIN)
+    def post(self, body: dict[str, Any]) -> User:
+        """Create a user."""
+        return self._users.create(body["email"], body["password"], body["role"])
+
+
+@blueprint.route("/users/me", methods=["GET"])
+@blueprint.response(200, UserSchema)
+@requires(SELF)
+def me(users: UserService, principal: Principal) -> User:
+    """The calling user."""
+    return users.get(int(principal.subject or 0))
+
+
+@blueprint.route("/users/me/password", methods=["PUT"])
+@blueprint.arguments(PasswordChangeSchema)
+@blueprint.response(204)
+@requires(SELF)
+def change_password(body: dict[str, Any], users: UserService, principal: Principal) -> None:
+    """Change one's own password; every existing token of the user dies."""
+    users.change_password(int(principal.subject or 0), body["current_password"], body["password"])
+
+
+@blueprint.route("/users/<int:user_id>", methods=["GET"])
+@blueprint.response(200, UserSchema)
+@requires(ADMIN)
+def user(user_id: int, users: UserService) -> User:
+    """One user."""
+    return users.get(user_id)
+
+
+@blueprint.route("/users/<int:user_id>", methods=["PATCH"])
+@blueprint.arguments(UserUpdateSchema)
+@blueprint.response(200, UserSchema)
+@requires(ADMIN)
+def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
+    """Change a user's role, deactivate or reactivate it."""
+    return users.update(user_id, role=body.get("role"), is_active=body.get("is_active"))
+
+
+@blueprint.route("/api-keys", methods=["POST"])
+@blueprint.arguments(NewApiKeySchema)
+@blueprint.response(201, CreatedApiKeySchema)
+@requires(SELF)
+def create_api_key(body: dict[str, Any], keys: ApiKeyService, principal: Principal) -> ApiKey:
+    """Create an API key with some of one's scopes; its secret is shown only now."""
+    value, key = keys.create(principal, body["name"], body["scopes"])
+    key.key = value  # type: ignore[attr-defined]  # shown once, never stored
+    return key
+
+
+@blueprint.route("/api-keys", methods=["GET"])
+@blueprint.response(200, ApiKeySchema(many=True))
+@requires(SELF)
+def list_api_keys(keys: ApiKeyService, principal: Principal) -> Sequence[ApiKey]:
+    """One's API keys (never their secrets)."""
+    return keys.list(principal)
+
+
+@blueprint.route("/api-keys/<int:key_id>", methods=["DELETE"])
+@blueprint.response(204)
+@requires(SELF)
+def revoke_api_key(key_id: int, keys: ApiKeyService, principal: Principal) -> None:
+    """Revoke an API key."""
+    keys.revoke(principal, key_id)
