@@ -17,6 +17,15 @@ class UtcDateTime(ma.fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class NormalisedEmail(ma.fields.Email):
+    """An email address, trimmed and lower-cased before it is validated."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class LoginSchema(ma.Schema):
     email = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=320))
     password = ma.fields.String(
@@ -40,7 +49,7 @@ class TokenPairSchema(ma.Schema):
 
 
 class NewUserSchema(ma.Schema):
-    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+    email = NormalisedEmail(required=True, validate=ma.validate.Length(max=320))
     password = ma.fields.String(
         required=True, load_only=True, validate=ma.validate.Length(max=1024)
     )
@@ -48,7 +57,7 @@ class NewUserSchema(ma.Schema):
 
 
 class RegistrationSchema(ma.Schema):
-    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+    email = NormalisedEmail(required=True, validate=ma.validate.Length(max=320))
     password = ma.fields.String(
         required=True, load_only=True, validate=ma.validate.Length(max=1024)
     )
