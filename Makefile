@@ -40,9 +40,11 @@ $(VENV)/.hello-installed: $(VENV)/.dev-installed $(HELLO_SOURCES)
 	$(UV) pip install --reinstall-package powerstrip-hello ./$(HELLO)
 	@touch $@
 
-run: export POWERSTRIP_ENVIRONMENT ?= development
 run: $(VENV)/.runtime-installed ## install, migrate the database in instance/, serve with gunicorn on HOST:PORT
 	@mkdir -p instance
+	@test -f instance/config.toml || printf '%s\n' \
+		'# Written by `make run` for local development (the CLI reads it too); edit freely.' \
+		'ENVIRONMENT = "development"' > instance/config.toml
 	$(BIN)/flask --app wsgi db upgrade
 	GUNICORN_BIND=$(HOST):$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
