@@ -27,15 +27,36 @@ class EventBus:
 
     def __init__(self) -> None:
         self._signals: dict[type[Any], Signal] = {}
+        self._resolve: Callable[[type[Any]], Any] | None = None
         # One stack of buffers per thread/task: gthread workers serve requests concurrently.
         self._pending: ContextVar[tuple[list[object], ...]] = ContextVar(
             f"powerstrip-events-{id(self)}", default=()
         )
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> None:
-        """Call ``handler(event)`` for every published ``event_type`` (or subclass)."""
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], None] | type[Callable[[E], None]]
+    ) -> None:
+        """Call ``handler(event)`` for every published ``event_type`` (or subclass).
+
+        ``handler`` may be a class: the host's injector builds it (with its collaborators)
+        for each delivery, and the instance is called with the event.
+        """
         signal = self._signals.setdefault(event_type, Signal(event_type.__name__))
+        if isinstance(handler, type):
+            handler_class = handler
+
+            def build_and_call(event: E) -> None:
+                if self._resolve is None:
+                    raise RuntimeError("no resolver: the app is not composed yet")
+                self._resolve(handler_class)(event)
+
+            signal.connect(build_and_call, weak=False)
+            return
         signal.connect(handler, weak=False)
+
+    def use_resolver(self, resolve: Callable[[type[Any]], Any]) -> None:
+        """Let the host's injector build class subscribers (called once, by the host)."""
+        self._resolve = resolve
 
     def publish(self, event: object) -> None:
         """Deliver ``event`` now, or when the enclosing :meth:`deferred` block commits."""

@@ -144,7 +144,9 @@ def _compose(
             owners[name] = plugin.name
         if plugin.commands is not None:
             app.cli.add_command(plugin.commands, plugin.name)
-    app.extensions[INJECTOR] = composition.install_injector(app, core, enabled, owners)
+    inj = composition.install_injector(app, core, enabled, owners)
+    app.extensions[INJECTOR] = inj
+    inj.get(EventBus).use_resolver(inj.get)
     return owners
 
 

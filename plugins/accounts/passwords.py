@@ -54,6 +54,7 @@ class Passwords:
             found.append(f"Use at least {self._min_length} characters.")
         if password.lower() in common_passwords():
             found.append("This password is too common.")
-        if email and email.split("@", maxsplit=1)[0].lower() in password.lower() and len(email) > 3:
+        local = email.split("@", maxsplit=1)[0].lower()
+        if len(local) >= 3 and local in password.lower():  # "al" would refuse "totally"
             found.append("Do not use your email address in your password.")
         return found

@@ -13,7 +13,7 @@ from limits import parse_many
 from app import settings_environment
 
 MIN_KEY_LENGTH = 32
-DEFAULT_ROLE_SCOPES = {"admin": ["*"], "user": ["accounts:self"]}
+DEFAULT_ROLE_SCOPES = {"admin": ["*"], "user": ["accounts:self", "tasks:use"]}
 
 
 @dataclass(frozen=True, slots=True)
