@@ -116,7 +116,9 @@ class UnitOfWork:
             events.publish(TaskCreated(task.id))
 
     The block commits when it ends normally and rolls back when it raises (a failing commit
-    rolls back too); events published inside reach subscribers only after the commit.
+    rolls back too); events published inside reach subscribers only after the commit. Blocks
+    nest: an inner block (a service called by another service) joins the outer one, which
+    alone commits or rolls back.
     """
 
     @injector.inject
@@ -127,6 +129,10 @@ class UnitOfWork:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
+        if self._blocks:  # joined by an outer block: it decides
+            with self._events.deferred():
+                yield self.session
+            return
         with self._events.deferred():
             try:
                 yield self.session
@@ -137,8 +143,9 @@ class UnitOfWork:
 
     def __enter__(self) -> Session:
         block = self._transaction()
+        session = block.__enter__()
         self._blocks.append(block)
-        return block.__enter__()
+        return session
 
     def __exit__(
         self,

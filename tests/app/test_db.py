@@ -248,3 +248,30 @@ def test_commits_stay_inside_the_test_transaction(rollback_app: Flask) -> None:
         client.post("/api/v1/hello/greetings", json={"name": "carol"})
         seen_outside = outside.execute(text("SELECT count(*) FROM hello_greetings")).scalar()
     assert seen_outside == 0  # committed inside the test transaction only
+
+
+def test_nested_units_of_work_commit_once_with_the_outer_block(database: Database) -> None:
+    events = EventBus()
+    delivered: list[object] = []
+    events.subscribe(ThingAdded, delivered.append)
+    with database.sessions() as session:
+        uow = UnitOfWork(session, events)
+
+        def outer_fails() -> None:
+            with uow:
+                with uow as inner:  # a service's own block, joined to the caller's
+                    inner.add(Thing(name="inner"))
+                    events.publish(ThingAdded("inner"))
+                raise RuntimeError("the caller's rule fails after the service returned")
+
+        with pytest.raises(RuntimeError):
+            outer_fails()
+    assert names(database) == []
+    assert delivered == []
+    with database.sessions() as session:
+        uow = UnitOfWork(session, events)
+        with uow, uow as inner:
+            inner.add(Thing(name="both"))
+            events.publish(ThingAdded("both"))
+    assert names(database) == ["both"]
+    assert delivered == [ThingAdded("both")]

@@ -1,0 +1,131 @@
+"""Projects, membership and who may do what."""
+
+from __future__ import annotations
+
+from tests.plugins.tasks.conftest import PROJECTS, People
+
+
+def test_create_makes_the_caller_owner(people: People) -> None:
+    response = people.owner.post(PROJECTS, {"name": "Launch", "description": "Q4"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["name"] == "Launch"
+    assert body["owner"] == people.owner.user_id
+    assert response.headers["Location"].endswith(f"{PROJECTS}/{body['id']}")
+    members = people.owner.get(f"{PROJECTS}/{body['id']}/members").get_json()
+    assert [(m["principal"], m["role"]) for m in members] == [(people.owner.user_id, "owner")]
+
+
+def test_idempotent_create_replays_and_refuses_another_body(people: People) -> None:
+    first = people.owner.post(PROJECTS, {"name": "Once"}, **{"Idempotency-Key": "abc"})
+    again = people.owner.post(PROJECTS, {"name": "Once"}, **{"Idempotency-Key": "abc"})
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = people.owner.post(PROJECTS, {"name": "Twice"}, **{"Idempotency-Key": "abc"})
+    assert other.status_code == 422
+    assert "another request body" in other.get_json()["detail"]
+    listed = people.owner.get(PROJECTS).get_json()
+    assert [p["name"] for p in listed] == ["Once"]
+    # keys are per principal: the same key from someone else is a new request
+    assert (
+        people.alice.post(PROJECTS, {"name": "Once"}, **{"Idempotency-Key": "abc"}).get_json()["id"]
+        != first.get_json()["id"]
+    )
+
+
+def test_list_shows_only_ones_projects_with_paging(people: People) -> None:
+    for name in ("a", "b", "c"):
+        people.owner.project(name)
+    people.alice.project("mine")
+    page = people.owner.get(f"{PROJECTS}?page=2&page_size=2")
+    assert [p["name"] for p in page.get_json()] == ["c"]
+    assert '"total": 3' in page.headers["X-Pagination"]
+    assert 'rel="prev"' in page.headers["Link"]
+    assert [p["name"] for p in people.alice.get(PROJECTS).get_json()] == ["mine"]
+
+
+def test_non_members_get_404_so_existence_does_not_leak(people: People) -> None:
+    project = people.owner.project()
+    assert people.alice.get(f"{PROJECTS}/{project}").status_code == 404
+    assert people.alice.get(f"{PROJECTS}/{project + 1000}").status_code == 404
+    assert people.alice.get(f"{PROJECTS}/{project}/tasks").status_code == 404
+    assert people.alice.post(f"{PROJECTS}/{project}/tasks", {"title": "x"}).status_code == 404
+
+
+def test_roles_viewer_editor_owner(people: People) -> None:
+    project = people.owner.project()
+    assert (
+        people.owner.put(
+            f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "viewer"}
+        ).status_code
+        == 200
+    )
+    assert (
+        people.owner.put(
+            f"{PROJECTS}/{project}/members/{people.bob.user_id}", {"role": "editor"}
+        ).status_code
+        == 200
+    )
+    task = people.owner.task(project)
+    path = f"{PROJECTS}/{project}/tasks/{task['id']}"
+    assert people.alice.get(path).status_code == 200  # viewers read
+    assert people.alice.post(f"{PROJECTS}/{project}/tasks", {"title": "no"}).status_code == 403
+    tag = people.bob.get(path).headers["ETag"]
+    assert people.bob.patch(path, {"status": "in_progress"}, **{"If-Match": tag}).status_code == 200
+    # editors change tasks but do not manage the project
+    assert (
+        people.bob.put(
+            f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "owner"}
+        ).status_code
+        == 403
+    )
+    project_tag = people.owner.get(f"{PROJECTS}/{project}").headers["ETag"]
+    assert (
+        people.bob.patch(
+            f"{PROJECTS}/{project}", {"name": "x"}, **{"If-Match": project_tag}
+        ).status_code
+        == 403
+    )
+
+
+def test_project_update_and_delete_need_if_match(people: People) -> None:
+    project = people.owner.project()
+    path = f"{PROJECTS}/{project}"
+    assert people.owner.patch(path, {"name": "Renamed"}).status_code == 428
+    tag = people.owner.get(path).headers["ETag"]
+    updated = people.owner.patch(path, {"name": "Renamed"}, **{"If-Match": tag})
+    assert updated.status_code == 200
+    assert updated.headers["ETag"] != tag
+    assert people.owner.patch(path, {"name": "Stale"}, **{"If-Match": tag}).status_code == 412
+    assert people.owner.delete(path, **{"If-Match": tag}).status_code == 412
+    assert people.owner.delete(path, **{"If-Match": updated.headers["ETag"]}).status_code == 204
+    assert people.owner.get(path).status_code == 404
+
+
+def test_membership_changes_and_the_last_owner(people: People) -> None:
+    project = people.owner.project()
+    members = f"{PROJECTS}/{project}/members"
+    assert people.owner.delete(f"{members}/{people.owner.user_id}").status_code == 409
+    assert (
+        people.owner.put(f"{members}/{people.owner.user_id}", {"role": "viewer"}).status_code == 409
+    )
+    people.owner.put(f"{members}/{people.alice.user_id}", {"role": "owner"})
+    assert (
+        people.owner.put(f"{members}/{people.owner.user_id}", {"role": "editor"}).status_code == 200
+    )
+    assert people.alice.delete(f"{members}/{people.owner.user_id}").status_code == 204
+    assert people.alice.delete(f"{members}/{people.owner.user_id}").status_code == 404
+    assert people.owner.get(f"{PROJECTS}/{project}").status_code == 404
+    bad = people.alice.put(f"{members}/{people.bob.user_id}", {"role": "god"})
+    assert bad.status_code == 422
+
+
+def test_anonymous_and_scopeless_callers(people: People) -> None:
+    assert people.owner.client.get(PROJECTS).status_code == 401
+    key = people.alice.post(
+        "/api/v1/accounts/api-keys", {"name": "read-only", "scopes": ["accounts:self"]}
+    ).get_json()["key"]
+    response = people.alice.client.get(PROJECTS, headers={"X-API-Key": key})
+    assert response.status_code == 403
+    assert "tasks:use" in response.get_json()["detail"]

@@ -1,0 +1,252 @@
+"""Tasks: CRUD, paging (page number and cursor), filters, sorting, ETags, activity."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.plugins.tasks.conftest import PROJECTS, People
+
+
+def titles(response: Any) -> list[str]:
+    return [t["title"] for t in response.get_json()]
+
+
+def test_task_crud_with_etags(people: People) -> None:
+    project = people.owner.project()
+    created = people.owner.task(
+        project,
+        description="d",
+        priority=1,
+        due_date="2030-01-31",
+        assignee="7",
+        labels=["b", "a", "a"],
+    )
+    assert created["status"] == "open"
+    assert created["labels"] == ["a", "b"]
+    assert created["id"]
+    path = f"{PROJECTS}/{project}/tasks/{created['id']}"
+    got = people.owner.get(path)
+    assert got.get_json() == created
+    tag = got.headers["ETag"]
+    assert people.owner.patch(path, {"title": "x"}).status_code == 428
+    done = people.owner.patch(path, {"status": "done"}, **{"If-Match": tag})
+    assert done.status_code == 200
+    assert done.get_json()["completed_at"] is not None
+    assert people.owner.patch(path, {"title": "late"}, **{"If-Match": tag}).status_code == 412
+    replaced = people.owner.put(path, {"title": "Fresh"}, **{"If-Match": done.headers["ETag"]})
+    body = replaced.get_json()
+    assert (
+        body["title"],
+        body["status"],
+        body["labels"],
+        body["assignee"],
+        body["completed_at"],
+    ) == (
+        "Fresh",
+        "open",
+        [],
+        None,
+        None,
+    )
+    assert people.owner.delete(path).status_code == 428
+    assert people.owner.delete(path, **{"If-Match": '"*"'}).status_code == 412
+    assert people.owner.delete(path, **{"If-Match": "*"}).status_code == 204
+    assert people.owner.get(path).status_code == 404
+    assert people.owner.get(f"{PROJECTS}/{project}/tasks/999").status_code == 404
+
+
+def test_validation(people: People) -> None:
+    project = people.owner.project()
+    response = people.owner.post(
+        f"{PROJECTS}/{project}/tasks",
+        {"title": "", "status": "later", "priority": 9, "labels": ["Bad Label"]},
+    )
+    assert response.status_code == 422
+    assert set(response.get_json()["errors"]) == {"title", "status", "priority", "labels.0"}
+
+
+@pytest.fixture
+def seeded(people: People) -> tuple[People, int]:
+    project = people.owner.project()
+    today = date(2030, 1, 1)
+    specs = [
+        ("Write docs", "open", 3, today, "7", ["docs"]),
+        ("Fix login bug", "in_progress", 1, today + timedelta(days=2), "8", ["bug", "auth"]),
+        ("Release", "open", 2, today + timedelta(days=10), None, ["release"]),
+        ("Refactor loader", "done", 4, None, "7", []),
+        ("Triage bugs", "open", 1, today - timedelta(days=1), "8", ["bug"]),
+    ]
+    for title, status, priority, due, assignee, labels in specs:
+        people.owner.task(
+            project,
+            title=title,
+            status=status,
+            priority=priority,
+            due_date=due.isoformat() if due else None,
+            assignee=assignee,
+            labels=labels,
+        )
+    return people, project
+
+
+def test_filters(seeded: tuple[People, int]) -> None:
+    people, project = seeded
+    base = f"{PROJECTS}/{project}/tasks"
+    assert titles(people.owner.get(f"{base}?status=open")) == [
+        "Write docs",
+        "Release",
+        "Triage bugs",
+    ]
+    assert titles(people.owner.get(f"{base}?assignee=8")) == ["Fix login bug", "Triage bugs"]
+    assert titles(people.owner.get(f"{base}?label=bug")) == ["Fix login bug", "Triage bugs"]
+    assert titles(people.owner.get(f"{base}?due_before=2030-01-02")) == [
+        "Write docs",
+        "Triage bugs",
+    ]
+    assert titles(people.owner.get(f"{base}?due_after=2030-01-02")) == ["Fix login bug", "Release"]
+    assert titles(people.owner.get(f"{base}?q=BUG")) == ["Fix login bug", "Triage bugs"]
+    assert titles(people.owner.get(f"{base}?q=%25")) == []  # wildcards are literal
+    assert titles(people.owner.get(f"{base}?label=bug&status=open")) == ["Triage bugs"]
+
+
+def test_sorting_is_whitelisted_and_stable(seeded: tuple[People, int]) -> None:
+    people, project = seeded
+    base = f"{PROJECTS}/{project}/tasks"
+    assert titles(people.owner.get(f"{base}?sort=priority")) == [
+        "Fix login bug",
+        "Triage bugs",
+        "Release",
+        "Write docs",
+        "Refactor loader",
+    ]
+    assert titles(people.owner.get(f"{base}?sort=-priority")) == [
+        "Refactor loader",
+        "Write docs",
+        "Release",
+        "Triage bugs",
+        "Fix login bug",
+    ]
+    bad = people.owner.get(f"{base}?sort=password")
+    assert bad.status_code == 422
+    assert "sort" in bad.get_json()["errors"]
+
+
+def test_page_number_paging_with_link_and_x_pagination(seeded: tuple[People, int]) -> None:
+    people, project = seeded
+    base = f"{PROJECTS}/{project}/tasks"
+    pages = [people.owner.get(f"{base}?sort=title&page_size=2&page={n}") for n in (1, 2, 3)]
+    assert [titles(p) for p in pages] == [
+        ["Fix login bug", "Refactor loader"],
+        ["Release", "Triage bugs"],
+        ["Write docs"],
+    ]
+    meta = json.loads(pages[0].headers["X-Pagination"])
+    assert meta == {"total": 5, "total_pages": 3, "page": 1, "page_size": 2}
+    link = pages[1].headers["Link"]
+    assert f'<http://localhost{base}?sort=title&page=3&page_size=2>; rel="next"' in link
+    assert f'<http://localhost{base}?sort=title&page=1&page_size=2>; rel="prev"' in link
+    assert 'rel="first"' in link
+    assert 'rel="last"' in link
+    assert 'rel="next"' not in pages[2].headers["Link"]
+
+
+@pytest.mark.parametrize("sort", ["id", "-priority", "title", "-created_at", "status"])
+def test_cursor_paging_visits_every_task_once_in_order(
+    seeded: tuple[People, int], sort: str
+) -> None:
+    people, project = seeded
+    base = f"{PROJECTS}/{project}/tasks"
+    everything = titles(people.owner.get(f"{base}?sort={sort}&page_size=100"))
+    seen: list[str] = []
+    url = f"{base}?sort={sort}&page_size=2&cursor=start"
+    for _ in range(10):
+        response = people.owner.get(url)
+        assert response.status_code == 200
+        seen += titles(response)
+        cursor = json.loads(response.headers["X-Pagination"])["next_cursor"]
+        if cursor is None:
+            assert "Link" not in response.headers
+            break
+        assert 'rel="next"' in response.headers["Link"]
+        url = f"{base}?sort={sort}&page_size=2&cursor={cursor}"
+    assert seen == everything
+
+
+def test_bad_cursor_is_422(seeded: tuple[People, int]) -> None:
+    people, project = seeded
+    base = f"{PROJECTS}/{project}/tasks"
+    response = people.owner.get(f"{base}?cursor=start&page_size=2&sort=title")
+    cursor = json.loads(response.headers["X-Pagination"])["next_cursor"]
+    assert (
+        people.owner.get(f"{base}?cursor={cursor}&sort=priority").status_code == 422
+    )  # other sort
+    assert people.owner.get(f"{base}?cursor=not-a-cursor").status_code == 422
+
+
+def test_activity_records_committed_work_only(people: People, migrated_app: Flask) -> None:
+    project = people.owner.project()
+    task = people.owner.task(project, title="Ship")
+    path = f"{PROJECTS}/{project}/tasks/{task['id']}"
+    tag = people.owner.get(path).headers["ETag"]
+    people.owner.patch(path, {"status": "done"}, **{"If-Match": tag})
+    people.owner.patch(path, {"title": "stale"}, **{"If-Match": tag})  # 412: nothing happened
+    people.owner.put(f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "viewer"})
+    feed = people.owner.get(f"{PROJECTS}/{project}/activity").get_json()
+    assert [a["kind"] for a in feed] == [
+        "member.added",
+        "task.completed",
+        "task.updated",
+        "task.created",
+        "project.created",
+    ]
+    assert feed[0]["detail"] == {"principal": people.alice.user_id, "role": "viewer"}
+    assert all(a["actor"] == people.owner.user_id for a in feed)
+
+    # Work that rolls back (here: the caller's own block fails after the service returned)
+    # leaves neither the task nor any activity.
+    from flask_injector import RequestScope  # noqa: PLC0415
+
+    from app import Principal, UnitOfWork  # noqa: PLC0415
+    from app.injection import INJECTOR  # noqa: PLC0415
+    from plugins.tasks.schemas import TaskSchema  # noqa: PLC0415
+    from plugins.tasks.service import TaskService  # noqa: PLC0415
+
+    injector = migrated_app.extensions[INJECTOR]
+    principal = Principal(kind="user", subject=people.owner.user_id, scopes=frozenset({"*"}))
+    with migrated_app.test_request_context():
+        scope = injector.get(RequestScope)
+        scope.prepare()  # what flask-injector does at the start of every request
+        uow, tasks = injector.get(UnitOfWork), injector.get(TaskService)
+
+        def enclosing_work_fails() -> None:
+            with uow:
+                tasks.create(principal, project, {"title": "Doomed"}, None, TaskSchema().dump)
+                raise RuntimeError("the enclosing work fails")
+
+        with pytest.raises(RuntimeError):
+            enclosing_work_fails()
+        scope.cleanup()
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Ship"]
+    after = people.owner.get(f"{PROJECTS}/{project}/activity").get_json()
+    assert [a["kind"] for a in after] == [a["kind"] for a in feed]
+
+
+def test_purge_done(people: People, migrated_app: Flask) -> None:
+    project = people.owner.project()
+    task = people.owner.task(project, status="done")
+    people.owner.task(project, title="Still open")
+    runner = migrated_app.test_cli_runner()
+    kept = runner.invoke(args=["tasks", "purge-done", "--older-than", "30d"])
+    assert kept.exit_code == 0, kept.output
+    assert "deleted 0 done task(s)" in kept.output
+    purged = runner.invoke(args=["tasks", "purge-done", "--older-than", "0h"])
+    assert "deleted 1 done task(s)" in purged.output
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Still open"]
+    assert people.owner.get(f"{PROJECTS}/{project}/tasks/{task['id']}").status_code == 404
+    bad = runner.invoke(args=["tasks", "purge-done", "--older-than", "soon"])
+    assert bad.exit_code == 2
