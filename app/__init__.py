@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.auth import Principal, requires
 from app.config import ConfigError, HostConfig, StartupError
 from app.contracts import Clock, HealthCheck
-from app.db import Model, UnitOfWork
+from app.db import Model, UnitOfWork, UtcDateTime
 from app.errors import Problem
 from app.events import EventBus
 from app.factory import create_app
@@ -35,6 +35,7 @@ __all__ = [
     "RateLimits",
     "StartupError",
     "UnitOfWork",
+    "UtcDateTime",
     "create_app",
     "injected",
     "requires",

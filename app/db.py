@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import injector
 from flask import Flask, g
 from flask_injector import request
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
 
 from app.contracts import HealthCheck
 from app.events import EventBus
@@ -38,6 +40,29 @@ NAMING_CONVENTION = {
 
 _SESSION = "powerstrip_session"
 DATABASE = "powerstrip.database"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp column on every database.
+
+    SQLite hands back naive datetimes even for ``DateTime(timezone=True)``; this type stores
+    aware values as UTC and always returns aware UTC values, so no caller has to guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one (Clock.now() is)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Model(DeclarativeBase):

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
-
-
-class UtcDateTime(ma.fields.DateTime):
-    """ISO 8601 with offset; naive values (SQLite gives those back) were stored in UTC."""
-
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class NormalisedEmail(ma.fields.Email):
@@ -68,8 +58,8 @@ class UserSchema(ma.Schema):
     email = ma.fields.String(required=True)
     role = ma.fields.String(required=True)
     is_active = ma.fields.Boolean(required=True)
-    created_at = UtcDateTime(required=True)
-    updated_at = UtcDateTime(required=True)
+    created_at = ma.fields.DateTime(required=True)
+    updated_at = ma.fields.DateTime(required=True)
 
 
 class UserQuerySchema(ma.Schema):
@@ -102,9 +92,9 @@ class ApiKeySchema(ma.Schema):
     name = ma.fields.String(required=True)
     prefix = ma.fields.String(required=True)
     scopes = ma.fields.List(ma.fields.String(), required=True)
-    created_at = UtcDateTime(required=True)
-    last_used_at = UtcDateTime(allow_none=True)
-    revoked_at = UtcDateTime(allow_none=True)
+    created_at = ma.fields.DateTime(required=True)
+    last_used_at = ma.fields.DateTime(allow_none=True)
+    revoked_at = ma.fields.DateTime(allow_none=True)
 
 
 class CreatedApiKeySchema(ApiKeySchema):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from injector import inject
 
@@ -213,7 +213,7 @@ class AuthService:
                 reused = False
                 user = self._repository.user(stored.user_id)
                 if (
-                    _aware(stored.expires_at) <= now
+                    stored.expires_at <= now
                     or user is None
                     or not user.is_active
                     or user.token_version != stored.token_version
@@ -351,7 +351,7 @@ class Authenticator:
         if owner is None or not owner.is_active:
             return refused
         now = self._clock.now()
-        if key.last_used_at is None or _aware(key.last_used_at) < now - API_KEY_TOUCH_INTERVAL:
+        if key.last_used_at is None or key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
             key.last_used_at = now
             self._repository.session.commit()
         allowed = self._users.scopes_of(owner)
@@ -359,8 +359,3 @@ class Authenticator:
         return Principal(
             kind="api_key", subject=str(owner.id), scopes=scopes, credential=str(key.id)
         )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import marshmallow as ma
 
 STATUSES = ("open", "in_progress", "done")
 LABEL = ma.fields.String(validate=ma.validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,31}$"))
-
-
-class UtcDateTime(ma.fields.DateTime):
-    """ISO 8601 with offset; naive values (SQLite gives those back) were stored in UTC."""
-
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class ProjectInSchema(ma.Schema):
@@ -35,8 +23,8 @@ class ProjectSchema(ma.Schema):
     name = ma.fields.String(required=True)
     description = ma.fields.String(required=True)
     owner = ma.fields.String(required=True)
-    created_at = UtcDateTime(required=True)
-    updated_at = UtcDateTime(required=True)
+    created_at = ma.fields.DateTime(required=True)
+    updated_at = ma.fields.DateTime(required=True)
 
 
 class MemberInSchema(ma.Schema):
@@ -48,7 +36,7 @@ class MemberInSchema(ma.Schema):
 class MemberSchema(ma.Schema):
     principal = ma.fields.String(required=True)
     role = ma.fields.String(required=True)
-    added_at = UtcDateTime(required=True)
+    added_at = ma.fields.DateTime(required=True)
 
 
 class TaskFieldsSchema(ma.Schema):
@@ -80,9 +68,9 @@ class TaskSchema(ma.Schema):
     due_date = ma.fields.Date(allow_none=True)
     assignee = ma.fields.String(allow_none=True)
     labels = ma.fields.List(ma.fields.String(), required=True)
-    created_at = UtcDateTime(required=True)
-    updated_at = UtcDateTime(required=True)
-    completed_at = UtcDateTime(allow_none=True)
+    created_at = ma.fields.DateTime(required=True)
+    updated_at = ma.fields.DateTime(required=True)
+    completed_at = ma.fields.DateTime(allow_none=True)
 
 
 class TaskQuerySchema(ma.Schema):
@@ -117,4 +105,4 @@ class ActivitySchema(ma.Schema):
     kind = ma.fields.String(required=True)
     actor = ma.fields.String(required=True)
     detail = ma.fields.Dict(required=True)
-    created_at = UtcDateTime(required=True)
+    created_at = ma.fields.DateTime(required=True)

@@ -379,7 +379,7 @@ class Idempotency:
         stored = self._repository.idempotency_key(principal.subject or "", key)
         if stored is None:
             return None
-        expires = _aware(stored.created_at) + timedelta(hours=self._settings.IDEMPOTENCY_KEY_HOURS)
+        expires = stored.created_at + timedelta(hours=self._settings.IDEMPOTENCY_KEY_HOURS)
         if expires <= self._clock.now():
             self._repository.delete(stored)
             return None
@@ -433,9 +433,3 @@ def _flush_or_412(repository: TasksRepository) -> None:
     except StaleDataError:
         # Someone committed a change between our read and our write: their ETag is newer.
         raise Problem(412, "The resource changed since you read it; read it again.") from None
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC  # noqa: PLC0415 - only for SQLite's naive datetimes
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -23,6 +23,7 @@ def test_exported_names() -> None:
         "RateLimits",
         "StartupError",
         "UnitOfWork",
+        "UtcDateTime",
         "create_app",
         "injected",
         "requires",
