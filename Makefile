@@ -14,7 +14,7 @@ HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-pg lint typecheck check lock clean
+.PHONY: help run test test-pg lint typecheck imports check lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,10 +58,14 @@ lint: $(VENV)/.dev-installed ## ruff check + ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(VENV)/.dev-installed ## mypy --strict on app/ and plugins/
-	$(BIN)/mypy --strict app plugins
+typecheck: $(VENV)/.dev-installed $(VENV)/.hello-installed ## mypy --strict on app/, powerstrip/, plugins/ and the example plugin
+	$(BIN)/mypy --strict app powerstrip plugins
+	$(BIN)/mypy --strict examples/hello-plugin/powerstrip_hello
 
-check: lint typecheck ## lint and typecheck
+imports: $(VENV)/.dev-installed $(VENV)/.hello-installed ## import-linter: the plugin boundary (pyproject's contracts)
+	$(BIN)/lint-imports
+
+check: lint typecheck imports ## lint, typecheck and the import contracts
 
 lock: | $(UV) ## regenerate the hashed lock files in requirements/
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/main.txt

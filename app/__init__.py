@@ -1,43 +1,13 @@
-"""Powerstrip: a Flask REST API host composed of plugins.
+"""Powerstrip's host application: the composition root and everything behind it.
 
-This module is the public SDK: what a plugin may import. Everything else in ``app`` is host
-internals and may change without notice.
+Plugins never import this package: their SDK is :mod:`powerstrip`. What the host offers to
+the processes that run it (``wsgi.py``, tests, the console script) is below.
 """
 
 from __future__ import annotations
 
-from app.auth import Principal, requires
-from app.config import ConfigError, HostConfig, StartupError
-from app.contracts import Clock, HealthCheck
-from app.db import Model, UnitOfWork, UtcDateTime
-from app.errors import Problem
-from app.events import EventBus
+from app.config import ConfigError, StartupError
 from app.factory import create_app
-from app.injection import injected
-from app.loader import PluginError, PluginRecord
-from app.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
-from app.ratelimit import RateLimits
+from app.loader import PluginError
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "Clock",
-    "ConfigError",
-    "EventBus",
-    "HealthCheck",
-    "HostConfig",
-    "Model",
-    "Plugin",
-    "PluginContext",
-    "PluginError",
-    "PluginRecord",
-    "Principal",
-    "Problem",
-    "RateLimits",
-    "StartupError",
-    "UnitOfWork",
-    "UtcDateTime",
-    "create_app",
-    "injected",
-    "requires",
-    "settings_environment",
-]
+__all__ = ["ConfigError", "PluginError", "StartupError", "create_app"]

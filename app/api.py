@@ -21,9 +21,9 @@ from flask import Blueprint, Flask, Response, render_template, send_from_directo
 from flask_smorest import Api
 
 from app import errors
-from app.auth import SECURITY_SCHEMES
-from app.loader import PluginError
-from app.plugin import Plugin
+from app.auth import security_schemes
+from app.loader import PluginError, PluginRecord
+from powerstrip.plugin import Plugin
 
 API_PREFIX = "/api"
 DOCS_PATH = f"{API_PREFIX}/docs"
@@ -225,7 +225,17 @@ def init_app(app: Flask) -> PowerstripApi:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api = PowerstripApi(app)
-    for name, scheme in SECURITY_SCHEMES.items():
-        api.spec.components.security_scheme(name, scheme)
     app.register_blueprint(docs_blueprint())
     return api
+
+
+def document_security(api: PowerstripApi, enabled: list[PluginRecord]) -> None:
+    """The security schemes, listing every scope the enabled plugins declare."""
+    scopes = {
+        scope: text
+        for record in enabled
+        if record.plugin is not None
+        for scope, text in record.plugin.scopes.items()
+    }
+    for name, scheme in security_schemes(scopes).items():
+        api.spec.components.security_scheme(name, scheme)

@@ -9,8 +9,6 @@ binding fails ``create_app`` rather than the first request.
 from __future__ import annotations
 
 import inspect
-import io
-import sys
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,14 +18,14 @@ from flask import Flask
 from flask_injector import FlaskInjector
 
 from app.api import PowerstripApi
-from app.auth import ANONYMOUS, Principal
 from app.config import HostConfig
-from app.contracts import Clock, HealthCheck
-from app.db import Model
-from app.events import EventBus
 from app.loader import PluginError, PluginRecord
-from app.plugin import Plugin
-from app.ratelimit import RateLimits
+from powerstrip.auth import Authenticator
+from powerstrip.cli import detached_environ
+from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
+from powerstrip.db import Model
+from powerstrip.events import EventBus
+from powerstrip.plugin import Plugin
 
 
 class CoreModule(injector.Module):
@@ -39,19 +37,21 @@ class CoreModule(injector.Module):
         events: EventBus,
         checks: list[HealthCheck],
         rate_limits: RateLimits,
+        registry: PluginRegistry,
     ) -> None:
         self._config = config
         self._events = events
         self._checks = checks
         self._rate_limits = rate_limits
+        self._registry = registry
 
     def configure(self, binder: injector.Binder) -> None:
         binder.bind(HostConfig, to=self._config)
         binder.bind(Clock, to=Clock(), scope=injector.singleton)
         binder.bind(EventBus, to=self._events)
         binder.multibind(list[HealthCheck], to=self._checks)  # plugins add theirs
-        binder.bind(RateLimits, to=self._rate_limits)
-        binder.bind(Principal, to=ANONYMOUS)  # an accounts plugin rebinds it per request
+        binder.bind(RateLimits, to=self._rate_limits)  # type: ignore[type-abstract]
+        binder.bind(PluginRegistry, to=self._registry)  # type: ignore[type-abstract]
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:
@@ -181,30 +181,26 @@ def prepare_views(app: Flask, owners: Mapping[str, str]) -> dict[str, tuple[str,
     return needs
 
 
-# A bare GET / for resolving request-scoped dependencies at boot; building it by hand spares
-# every process the import of werkzeug's test machinery (test_request_context), ~15 ms.
-_BOOT_ENVIRON = {
-    "REQUEST_METHOD": "GET",
-    "PATH_INFO": "/",
-    "QUERY_STRING": "",
-    "SERVER_NAME": "localhost",
-    "SERVER_PORT": "80",
-    "SERVER_PROTOCOL": "HTTP/1.1",
-    "REMOTE_ADDR": "127.0.0.1",
-    "wsgi.url_scheme": "http",
-    "wsgi.input": io.BytesIO(),
-    "wsgi.errors": sys.stderr,
-    "wsgi.multithread": False,
-    "wsgi.multiprocess": False,
-    "wsgi.run_once": False,
-}
-
-
 def resolve_views(
-    app: Flask, inj: injector.Injector, needs: Mapping[str, tuple[str, dict[str, Any]]]
+    app: Flask,
+    inj: injector.Injector,
+    needs: Mapping[str, tuple[str, dict[str, Any]]],
+    authenticators: list[tuple[str, type[Authenticator]]],
 ) -> None:
-    """Resolve every injected dependency of every plugin view now, inside a request."""
-    with app.request_context(_BOOT_ENVIRON.copy()):
+    """Resolve every injected dependency of every plugin view now, inside a request.
+
+    Each plugin's authenticators are built here too.
+    """
+    with app.request_context(detached_environ()):
+        for plugin, authenticator in authenticators:
+            try:
+                inj.get(authenticator)
+            except Exception as exc:  # noqa: BLE001 - reported with its cause
+                raise PluginError(
+                    plugin,
+                    f"authenticator {authenticator.__name__} cannot be built: "
+                    f"{type(exc).__name__}: {exc}",
+                ) from None
         for endpoint, (plugin, needed) in needs.items():
             for name, dependency in needed.items():
                 try:
@@ -244,7 +240,13 @@ def install_injector(
                 ) from None
     needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
-    resolve_views(app, inj, needs)
+    authenticators = [
+        (record.name, authenticator)
+        for record in records
+        if record.plugin is not None
+        for authenticator in record.plugin.authenticators
+    ]
+    resolve_views(app, inj, needs, authenticators)
     return inj
 
 

@@ -1,74 +1,28 @@
-"""The host database: engine, the shared model base, request-scoped sessions, unit of work.
+"""The host database: one engine per app, sessions per request or command, the unit of work.
 
-- :class:`Model` is the typed declarative base every plugin's models derive from: one shared
-  ``MetaData`` with a naming convention, so constraint names are stable across databases and
-  migrations. A plugin's tables are named ``<plugin>_<name>`` (the loader checks it).
 - :class:`Database` owns the engine of one app (no global engine, no global session).
-- ``Session`` is request-scoped through the injector and always closed at request teardown;
-  an uncommitted transaction rolls back then.
-- :class:`UnitOfWork` commits or rolls back a block as a whole, and delivers the domain events
-  published inside it only after the commit.
+- ``Session`` is request-scoped through the injector and always closed at request teardown
+  (CLI commands get a scope of their own); an uncommitted transaction rolls back then.
+- The SDK's :class:`~powerstrip.UnitOfWork` and :class:`~powerstrip.Model` are bound here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import injector
 from flask import Flask, g
 from flask_injector import request
-from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
 
-from app.contracts import HealthCheck
-from app.events import EventBus
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from powerstrip.contracts import HealthCheck
+from powerstrip.db import UnitOfWork
 
 _SESSION = "powerstrip_session"
 DATABASE = "powerstrip.database"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp column on every database.
-
-    SQLite hands back naive datetimes even for ``DateTime(timezone=True)``; this type stores
-    aware values as UTC and always returns aware UTC values, so no caller has to guess.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware one (Clock.now() is)")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
-class Model(DeclarativeBase):
-    """Base class of every plugin's SQLAlchemy models (typed, ``Mapped[...]``)."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -129,56 +83,6 @@ class Database:
 def _close_session(_exc: BaseException | None) -> None:
     for session in g.pop(_SESSION, []):
         session.close()
-
-
-class UnitOfWork:
-    """Commit or roll back a block as a whole; publish its events only after the commit.
-
-    Use::
-
-        with uow as session:
-            session.add(task)
-            events.publish(TaskCreated(task.id))
-
-    The block commits when it ends normally and rolls back when it raises (a failing commit
-    rolls back too); events published inside reach subscribers only after the commit. Blocks
-    nest: an inner block (a service called by another service) joins the outer one, which
-    alone commits or rolls back.
-    """
-
-    @injector.inject
-    def __init__(self, session: Session, events: EventBus) -> None:
-        self.session = session
-        self._events = events
-        self._blocks: list[AbstractContextManager[Session]] = []
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        if self._blocks:  # joined by an outer block: it decides
-            with self._events.deferred():
-                yield self.session
-            return
-        with self._events.deferred():
-            try:
-                yield self.session
-                self.session.commit()
-            except BaseException:
-                self.session.rollback()
-                raise
-
-    def __enter__(self) -> Session:
-        block = self._transaction()
-        session = block.__enter__()
-        self._blocks.append(block)
-        return session
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return self._blocks.pop().__exit__(exc_type, exc, traceback)
 
 
 class DatabaseModule(injector.Module):

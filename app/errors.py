@@ -13,7 +13,7 @@ Exception tree::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -22,6 +22,8 @@ import sqlalchemy.exc
 from flask import Flask, Response, g, json, request
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from powerstrip.problems import Errors, Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
@@ -34,37 +36,6 @@ DATABASE_UNAVAILABLE = (
 VALIDATION_ERROR_TYPE = "urn:powerstrip:problem:validation-error"
 
 log = logging.getLogger(__name__)
-
-Errors = Mapping[str, Sequence[str]]
-
-
-class Problem(HTTPException):
-    """An HTTP error a service raises to answer with a specific problem document.
-
-    :param status: the HTTP status code
-    :param detail: a human-readable explanation of this occurrence
-    :param type: a URI identifying the problem type (``about:blank`` by default)
-    :param title: a short summary of the problem type (the status phrase by default)
-    :param errors: field -> messages, for validation problems
-    :param headers: extra response headers (``Retry-After``, ``WWW-Authenticate`` ...)
-    """
-
-    def __init__(
-        self,
-        status: int,
-        detail: str | None = None,
-        *,
-        type: str = "about:blank",  # noqa: A002 - the RFC 9457 member name
-        title: str | None = None,
-        errors: Errors | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(description=detail)
-        self.code = status
-        self.type = type
-        self.title = title or HTTPStatus(status).phrase
-        self.errors = errors
-        self.extra_headers = dict(headers or {})
 
 
 class ProblemSchema(ma.Schema):

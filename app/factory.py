@@ -13,13 +13,24 @@ import injector
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from app import api, composition, config, errors, loader, logs, migrations, ratelimit, security
+from app import (
+    api,
+    auth,
+    composition,
+    config,
+    errors,
+    loader,
+    logs,
+    migrations,
+    ratelimit,
+    security,
+)
 from app.cli import config_command
 from app.db import DATABASE, Database, DatabaseModule, make_engine
-from app.events import EventBus
-from app.injection import INJECTOR
 from app.loader import PluginError, PluginRecord
-from app.plugin import PluginContext
+from powerstrip.cli import INJECTOR
+from powerstrip.events import EventBus
+from powerstrip.plugin import PluginContext
 
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
@@ -59,6 +70,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     app.cli.add_command(config_command)
 
     records, enabled = _discover(host_config, sections, excluded)
+    api.document_security(smorest, enabled)
     events = EventBus()
     limiter = ratelimit.make_limiter(host_config)
     namespace = f"{host_config.RATELIMIT_KEY_PREFIX}:plugins"
@@ -67,8 +79,10 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
             host_config,
             events,
             ratelimit.health_checks(host_config),
-            ratelimit.RateLimits(limiter, namespace),
+            ratelimit.LimiterRateLimits(limiter, namespace),
+            loader.Registry.of(records, [record.name for record in enabled]),
         ),
+        auth.AuthModule(),
         DatabaseModule(database),
     ]
     app.extensions[PLUGINS] = records
@@ -92,6 +106,12 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
     ratelimit.init_app(app, limiter, exempt_blueprints=exempt)
     security.init_app(app, host_config)
+    # After the limiter: a flood is refused before any credential is looked up.
+    auth.init_app(
+        app,
+        app.extensions[INJECTOR],
+        [a for record in enabled if record.plugin for a in record.plugin.authenticators],
+    )
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:
             record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))

@@ -5,7 +5,7 @@ Order (each failure is one line naming the plugin and the cause):
 1. enumerate entry points of ``powerstrip.plugins`` without importing them; apply the
    ``PLUGINS`` allow-list and ``PLUGINS_DISABLED``; reject invalid and duplicate names;
 2. check the distribution's requirement on ``powerstrip`` against the running host version;
-3. import; check the value is a :class:`~app.plugin.Plugin` named like its entry point;
+3. import; check the value is a :class:`~powerstrip.Plugin` named like its entry point;
    validate its configuration section with its settings schema;
 4. check ``requires`` (missing, failed or cyclic dependencies) and order topologically.
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import marshmallow as ma
 from packaging.requirements import InvalidRequirement, Requirement
@@ -30,11 +30,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from app.config import ENV_PREFIX, StartupError, first_error
-from app.plugin import _SETTINGS_ENVIRONMENT, ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
+from powerstrip.contracts import PluginInfo, PluginState
+from powerstrip.plugin import _SETTINGS_ENVIRONMENT, ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
 
 HOST_DISTRIBUTION = "powerstrip"
 
-State = Literal["enabled", "disabled", "failed"]
+State = PluginState
 
 
 class PluginError(StartupError):
@@ -66,6 +67,18 @@ class PluginRecord:
         """Whether the plugin asked to be exempt from the default rate limits."""
         return self.plugin is not None and self.plugin.rate_limit_exempt
 
+    def info(self) -> PluginInfo:
+        """What the SDK's registry tells plugins about this one."""
+        plugin = self.plugin
+        return PluginInfo(
+            name=self.name,
+            version=self.version,
+            state=self.state,
+            reason=self.reason,
+            scopes=dict(plugin.scopes) if plugin is not None else {},
+            grants={role: tuple(s) for role, s in plugin.grants.items()} if plugin else {},
+        )
+
     def with_routes(self, routes: int) -> PluginRecord:
         """This record with its route count."""
         return replace(self, routes=routes)
@@ -94,6 +107,30 @@ class _Distribution:
             return None
         fields = entry_point.dist.metadata
         return cls(fields["Name"], fields["Version"], tuple(fields.get_all("Requires-Dist") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The SDK's :class:`~powerstrip.PluginRegistry` over this app's plugin records."""
+
+    all: tuple[PluginInfo, ...]
+    load_order: tuple[PluginInfo, ...]
+
+    @classmethod
+    def of(cls, records: Mapping[str, PluginRecord], order: Sequence[str]) -> Registry:
+        """The registry of ``records``, enabled plugins in ``order``."""
+        return cls(
+            tuple(records[name].info() for name in sorted(records)),
+            tuple(records[name].info() for name in order),
+        )
+
+    def plugins(self) -> Sequence[PluginInfo]:
+        """Every installed plugin, by name."""
+        return self.all
+
+    def enabled(self) -> Sequence[PluginInfo]:
+        """The enabled plugins, in load order."""
+        return self.load_order
 
 
 def _record(

@@ -18,8 +18,8 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from app.config import HostConfig
-from app.contracts import HealthCheck
-from app.errors import Problem
+from powerstrip.contracts import HealthCheck
+from powerstrip.problems import Problem
 
 # flask-limiter writes Retry-After on every response (overwriting one a view set); it writes
 # it under this name instead and _retry_after_only_on_429 turns it into Retry-After on 429s.
@@ -56,10 +56,10 @@ def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> N
         limiter.exempt(cast(Blueprint, app.blueprints[name]))
 
 
-class RateLimits:
-    """Named limits a plugin applies itself (login attempts per account, ...).
+class LimiterRateLimits:
+    """The SDK's :class:`~powerstrip.RateLimits` on the app limiter's storage.
 
-    They count in the app limiter's storage, so with Redis every worker shares them.
+    With Redis every worker on every machine shares the counts.
     """
 
     def __init__(self, limiter: Limiter, namespace: str) -> None:

@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import HostConfig
-from app.errors import Problem
+from powerstrip.problems import Problem
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,24 @@ from tests.support import register_probe
 AppFactory = Callable[..., Flask]
 # Read once, before the autouse fixture below clears POWERSTRIP_* for every test.
 TEST_DATABASE = os.environ.get("POWERSTRIP_TEST_DATABASE", "sqlite")
+# The plugins this suite tests: this project's own and the example plugin (when installed).
+# Any other plugin installed in the environment stays disabled, so it cannot change them.
+SUITE_DISTRIBUTIONS = {"powerstrip", "powerstrip-hello"}
+SUITE_PLUGINS = sorted(
+    entry_point.name
+    for entry_point in metadata.entry_points(group="powerstrip.plugins")
+    if entry_point.dist is not None and entry_point.dist.name in SUITE_DISTRIBUTIONS
+)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No POWERSTRIP_* variable of the developer's shell leaks into a test."""
+    """No POWERSTRIP_* variable of the developer's shell leaks into a test; only the suite's
+    plugins (and those a test installs with ``installer``) are enabled."""
     for name in list(os.environ):
         if name.startswith("POWERSTRIP_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("POWERSTRIP_PLUGINS", json.dumps(SUITE_PLUGINS))
 
 
 @pytest.fixture
@@ -83,7 +95,7 @@ def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
     """Installs fixture plugin distributions into a temporary path on ``sys.path``."""
     root = tmp_path / "site"
     root.mkdir()
-    return Installer(root, monkeypatch)
+    return Installer(root, monkeypatch, SUITE_PLUGINS)
 
 
 def upgrade(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import textwrap
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from injector import inject
-from app import Plugin
+from powerstrip import Plugin
 
 blp = Blueprint({name!r}, __name__)
 """
@@ -44,8 +45,12 @@ def plugin_source(name: str, body: str = HELLO_VIEW, **fields: str) -> str:
 
 
 class Installer:
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs plugins for one test and enables them (``POWERSTRIP_PLUGINS``)."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, enabled: list[str]) -> None:
         self.root = root
+        self.enabled = list(enabled)
+        self._monkeypatch = monkeypatch
         monkeypatch.syspath_prepend(str(root))
 
     def install(
@@ -74,4 +79,7 @@ class Installer:
         (info / "METADATA").write_text(metadata)
         (info / "entry_points.txt").write_text(f"[powerstrip.plugins]\n{name} = {package}:plugin\n")
         importlib.invalidate_caches()
+        if name not in self.enabled:
+            self.enabled.append(name)
+            self._monkeypatch.setenv("POWERSTRIP_PLUGINS", json.dumps(self.enabled))
         return package

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy.orm.exc import StaleDataError
 
-from app import Problem
+from powerstrip import Problem
 
 log = logging.getLogger("tests.probe")
 

@@ -8,8 +8,8 @@ from typing import Any
 from alembic import context
 from flask import current_app
 
-from app.db import Model
 from app.migrations import MIGRATIONS, MigrationSettings
+from powerstrip.db import Model
 
 settings: MigrationSettings = current_app.extensions[MIGRATIONS]
 only = context.get_x_argument(as_dictionary=True).get("plugin")

@@ -1,18 +1,20 @@
 """Accounts: users, password login, JWT access tokens with rotating refresh tokens, API keys.
 
-Binds the host's ``Principal`` for every request, so other plugins learn who is calling (and
-``requires(scope)`` works) without importing anything from here.
+Contributes the ``Authenticator`` that tells the host who is calling (so other plugins learn
+it, and ``requires(scope)`` works, without importing anything from here) and the
+``Directory`` that tells whether a principal id exists.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from app import Plugin
+from plugins.accounts.authentication import AccountsAuthenticator
 from plugins.accounts.cli import commands
 from plugins.accounts.module import AccountsModule
 from plugins.accounts.settings import AccountsSettingsSchema
-from plugins.accounts.views import blueprint
+from plugins.accounts.views import ADMIN, SELF, blueprint
+from powerstrip import Plugin
 
 plugin = Plugin(
     name="accounts",
@@ -23,4 +25,10 @@ plugin = Plugin(
     settings=AccountsSettingsSchema,
     commands=commands,
     migrations=Path(__file__).parent / "migrations",
+    authenticators=[AccountsAuthenticator],
+    scopes={
+        SELF: "Read one's own account, change one's password, manage one's API keys",
+        ADMIN: "Create, list and change users; revoke anyone's API keys",
+    },
+    grants={"user": [SELF]},
 )

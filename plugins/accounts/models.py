@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app import Model, UtcDateTime
+from powerstrip import Model, UtcDateTime
 
 
 class User(Model):

@@ -1,21 +1,23 @@
-"""Injector bindings of the accounts plugin: it binds the host's Principal per request."""
+"""Injector bindings of the accounts plugin (providers build objects; none does I/O)."""
 
 from __future__ import annotations
 
 import injector
-from flask import request as current_request
-from flask_injector import request
 
-from app import Clock, Principal
-from app.auth import ANONYMOUS, API_KEY_HEADER
+from plugins.accounts.authentication import AccountsAuthenticator, AccountsDirectory
 from plugins.accounts.passwords import Passwords
-from plugins.accounts.service import Authenticator
+from plugins.accounts.roles import RoleScopes
 from plugins.accounts.settings import AccountsSettings
 from plugins.accounts.tokens import AccessTokens
+from powerstrip import Clock, Directory, PluginRegistry, request_scope
 
 
 class AccountsModule(injector.Module):
-    """Passwords and token signing per app; the caller's Principal per request."""
+    """Passwords, token signing and the role table per app; who is calling per request."""
+
+    def configure(self, binder: injector.Binder) -> None:
+        binder.bind(AccountsAuthenticator, scope=request_scope)
+        binder.bind(Directory, to=AccountsDirectory, scope=request_scope)  # type: ignore[type-abstract]
 
     @injector.singleton
     @injector.provider
@@ -29,18 +31,8 @@ class AccountsModule(injector.Module):
         """Signs with the current key, verifies with every configured key."""
         return AccessTokens(settings, clock)
 
-    @request
+    @injector.singleton
     @injector.provider
-    def principal(self, authenticator: Authenticator) -> Principal:
-        """Who sent this request: a bearer access token, an API key, or nobody."""
-        authorization = current_request.headers.get("Authorization", "")
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return Principal(problem="Use 'Authorization: Bearer <access token>'.")
-            principal, _ = authenticator.bearer(token.strip())
-            return principal
-        api_key = current_request.headers.get(API_KEY_HEADER)
-        if api_key:
-            return authenticator.api_key(api_key.strip())
-        return ANONYMOUS
+    def role_scopes(self, settings: AccountsSettings, registry: PluginRegistry) -> RoleScopes:
+        """The operator's ROLE_SCOPES, or every enabled plugin's default grants."""
+        return RoleScopes.build(settings, registry)

@@ -10,10 +10,9 @@ from typing import Any
 import marshmallow as ma
 from limits import parse_many
 
-from app import settings_environment
+from powerstrip import settings_environment
 
 MIN_KEY_LENGTH = 32
-DEFAULT_ROLE_SCOPES = {"admin": ["*"], "user": ["accounts:self", "tasks:use"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,7 @@ class AccountsSettings:
     CURRENT_KEY: str
     REGISTRATION_OPEN: bool
     PASSWORD_MIN_LENGTH: int
-    ROLE_SCOPES: dict[str, list[str]]
+    ROLE_SCOPES: dict[str, list[str]] | None
     LOGIN_LIMIT_PER_ADDRESS: str
     LOGIN_FAILURES_PER_ACCOUNT: str
 
@@ -63,15 +62,23 @@ class AccountsSettingsSchema(ma.Schema):
     REGISTRATION_OPEN = ma.fields.Boolean(load_default=False)
     PASSWORD_MIN_LENGTH = ma.fields.Integer(load_default=10, validate=ma.validate.Range(8, 128))
     ROLE_SCOPES = ma.fields.Dict(
-        keys=ma.fields.String(),
+        keys=ma.fields.String(validate=ma.validate.Length(min=1, max=50)),
         values=ma.fields.List(ma.fields.String()),
-        load_default=lambda: dict(DEFAULT_ROLE_SCOPES),
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "role -> scopes; unset: admin holds every scope and each other role "
+            "what the enabled plugins grant it"
+        },
     )
     LOGIN_LIMIT_PER_ADDRESS = ma.fields.String(load_default="30 per minute", validate=_limits)
     LOGIN_FAILURES_PER_ACCOUNT = ma.fields.String(load_default="5 per 15 minutes", validate=_limits)
 
     @ma.validates_schema
     def _keys(self, data: dict[str, Any], **_: Any) -> None:
+        roles = data.get("ROLE_SCOPES")
+        if roles is not None and "admin" not in roles:
+            raise ma.ValidationError("must define the admin role", "ROLE_SCOPES")
         keys = data.get("SIGNING_KEYS")
         if not keys:
             if settings_environment() not in ("development", "testing"):
@@ -80,8 +87,6 @@ class AccountsSettingsSchema(ma.Schema):
         current = data.get("CURRENT_KEY")
         if current is not None and current not in keys:
             raise ma.ValidationError("must name one of SIGNING_KEYS", "CURRENT_KEY")
-        if "admin" not in data.get("ROLE_SCOPES", DEFAULT_ROLE_SCOPES):
-            raise ma.ValidationError("must define the admin role", "ROLE_SCOPES")
 
     @ma.post_load
     def build(self, data: dict[str, Any], **_: Any) -> AccountsSettings:

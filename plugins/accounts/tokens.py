@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 import jwt
 
-from app import Clock
 from plugins.accounts.settings import AccountsSettings
+from powerstrip import Clock
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import request
-from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
-from injector import inject
 
-from app import Principal, Problem, requires
+from plugins.accounts.api_keys import ApiKeyService
+from plugins.accounts.logins import AuthService, TokenPair
 from plugins.accounts.models import ApiKey, User
 from plugins.accounts.schemas import (
     ApiKeySchema,
@@ -28,8 +27,9 @@ from plugins.accounts.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
-from plugins.accounts.service import ApiKeyService, AuthService, TokenPair, UserService
 from plugins.accounts.settings import AccountsSettings
+from plugins.accounts.users import UserService
+from powerstrip import Principal, Problem, requires
 
 ADMIN = "accounts:admin"
 SELF = "accounts:self"
@@ -61,7 +61,7 @@ def refresh(body: dict[str, Any], auth: AuthService) -> TokenPair:
 @requires()
 def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> None:
     """Log out: the access token and the given refresh token's session are revoked."""
-    auth.logout(principal, body.get("refresh_token"))
+    auth.logout(principal.require(), body.get("refresh_token"))
 
 
 @blueprint.route("/register", methods=["POST"])
@@ -74,36 +74,33 @@ def register(body: dict[str, Any], users: UserService, settings: AccountsSetting
     return users.create(body["email"], body["password"])
 
 
-@blueprint.route("/users")
-class Users(MethodView):
-    @inject
-    def __init__(self, users: UserService) -> None:
-        self._users = users
+@blueprint.route("/users", methods=["GET"])
+@blueprint.arguments(UserQuerySchema, location="query")
+@blueprint.response(200, UserSchema(many=True))
+@blueprint.paginate()
+@requires(ADMIN)
+def list_users(
+    query: dict[str, Any], users: UserService, pagination_parameters: PaginationParameters
+) -> Sequence[User]:
+    """List users (filter by email, active, role)."""
+    rows, total = users.list(
+        email=query.get("email"),
+        active=query.get("active"),
+        role=query.get("role"),
+        page=pagination_parameters.page,
+        size=pagination_parameters.page_size,
+    )
+    pagination_parameters.item_count = total
+    return rows
 
-    @blueprint.arguments(UserQuerySchema, location="query")
-    @blueprint.response(200, UserSchema(many=True))
-    @blueprint.paginate()
-    @requires(ADMIN)
-    def get(
-        self, query: dict[str, Any], pagination_parameters: PaginationParameters
-    ) -> Sequence[User]:
-        """List users (filter by email, active, role)."""
-        rows, total = self._users.list(
-            email=query.get("email"),
-            active=query.get("active"),
-            role=query.get("role"),
-            page=pagination_parameters.page,
-            size=pagination_parameters.page_size,
-        )
-        pagination_parameters.item_count = total
-        return rows
 
-    @blueprint.arguments(NewUserSchema)
-    @blueprint.response(201, UserSchema)
-    @requires(ADMIN)
-    def post(self, body: dict[str, Any]) -> User:
-        """Create a user."""
-        return self._users.create(body["email"], body["password"], body["role"])
+@blueprint.route("/users", methods=["POST"])
+@blueprint.arguments(NewUserSchema)
+@blueprint.response(201, UserSchema)
+@requires(ADMIN)
+def create_user(body: dict[str, Any], users: UserService) -> User:
+    """Create a user."""
+    return users.create(body["email"], body["password"], body["role"])
 
 
 @blueprint.route("/users/me", methods=["GET"])
@@ -111,7 +108,7 @@ class Users(MethodView):
 @requires(SELF)
 def me(users: UserService, principal: Principal) -> User:
     """The calling user."""
-    return users.get(int(principal.subject or 0))
+    return users.get(int(principal.require(SELF).subject))
 
 
 @blueprint.route("/users/me/password", methods=["PUT"])
@@ -120,7 +117,8 @@ def me(users: UserService, principal: Principal) -> User:
 @requires(SELF)
 def change_password(body: dict[str, Any], users: UserService, principal: Principal) -> None:
     """Change one's own password; every existing token of the user dies."""
-    users.change_password(int(principal.subject or 0), body["current_password"], body["password"])
+    caller = principal.require(SELF)
+    users.change_password(int(caller.subject), body["current_password"], body["password"])
 
 
 @blueprint.route("/users/<int:user_id>", methods=["GET"])
@@ -146,7 +144,7 @@ def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
 @requires(SELF)
 def create_api_key(body: dict[str, Any], keys: ApiKeyService, principal: Principal) -> ApiKey:
     """Create an API key with some of one's scopes; its secret is shown only now."""
-    value, key = keys.create(principal, body["name"], body["scopes"])
+    value, key = keys.create(principal.require(SELF), body["name"], body["scopes"])
     key.key = value  # type: ignore[attr-defined]  # shown once, never stored
     return key
 
@@ -156,7 +154,7 @@ def create_api_key(body: dict[str, Any], keys: ApiKeyService, principal: Princip
 @requires(SELF)
 def list_api_keys(keys: ApiKeyService, principal: Principal) -> Sequence[ApiKey]:
     """One's API keys (never their secrets)."""
-    return keys.list(principal)
+    return keys.list(principal.require(SELF))
 
 
 @blueprint.route("/api-keys/<int:key_id>", methods=["DELETE"])
@@ -164,4 +162,4 @@ def list_api_keys(keys: ApiKeyService, principal: Principal) -> Sequence[ApiKey]
 @requires(SELF)
 def revoke_api_key(key_id: int, keys: ApiKeyService, principal: Principal) -> None:
     """Revoke an API key."""
-    keys.revoke(principal, key_id)
+    keys.revoke(principal.require(SELF), key_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app import Plugin
 from plugins.health.module import HealthModule
 from plugins.health.views import blueprint
+from powerstrip import Plugin
 
 plugin = Plugin(
     name="health",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import injector
-from flask import Flask
 
-from app import HealthCheck
 from plugins.health.service import HealthService
+from powerstrip import HealthCheck, PluginRegistry
 
 
 class HealthModule(injector.Module):
-    """Provides :class:`HealthService` from the plugin records and every registered check."""
+    """Provides :class:`HealthService` from the plugin registry and every registered check."""
 
     @injector.provider
-    def health_service(self, app: Flask, checks: list[HealthCheck]) -> HealthService:
-        """Built per probe: the records always describe every plugin."""
-        return HealthService(app.extensions["powerstrip.plugins"], checks)
+    def health_service(self, registry: PluginRegistry, checks: list[HealthCheck]) -> HealthService:
+        """Built per probe from what the host already knows (no I/O here)."""
+        return HealthService(registry, checks)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app import HealthCheck, PluginRecord
+from powerstrip import HealthCheck, PluginRegistry
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +23,18 @@ class Readiness:
 
 
 class HealthService:
-    """Answers the probes from the host's plugin records and the plugins' checks."""
+    """Answers the probes from the plugin registry and the plugins' checks."""
 
-    def __init__(self, records: Mapping[str, PluginRecord], checks: Sequence[HealthCheck]) -> None:
-        self._records = records
+    def __init__(self, registry: PluginRegistry, checks: Sequence[HealthCheck]) -> None:
+        self._registry = registry
         self._checks = checks
 
     def readiness(self) -> Readiness:
         """Ready unless a plugin failed to load or a dependency check fails."""
-        plugins = {
-            name: {"state": record.state, "reason": record.reason}
-            for name, record in sorted(self._records.items())
-        }
+        installed = self._registry.plugins()
+        plugins = {info.name: {"state": info.state, "reason": info.reason} for info in installed}
         checks = {check.name: self._run(check) for check in self._checks}
-        ready = all(record.state != "failed" for record in self._records.values()) and all(
+        ready = all(info.state != "failed" for info in installed) and all(
             result["status"] == "up" for result in checks.values()
         )
         return Readiness(ready=ready, plugins=plugins, checks=checks)

@@ -1,4 +1,4 @@
-"""``flask tasks ...`` commands."""
+"""``flask tasks ...`` commands: the same services the views use, one unit of work each."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from datetime import timedelta
 
 import click
 
-from app import Clock, EventBus, UnitOfWork, injected
-from app.db import Database
-from plugins.tasks.repository import TasksRepository
-from plugins.tasks.service import Access, Idempotency, TaskService
-from plugins.tasks.settings import TasksSettings
+from plugins.tasks.service import TaskService
+from powerstrip import injected
 
 commands = click.Group("tasks", help="Projects and tasks.")
-_AGE = re.compile(r"^(\d+)([dh])$")
+_AGE = re.compile(r"^(\d{1,5})([dh])$")
 
 
 def parse_age(value: str) -> timedelta:
@@ -29,20 +26,7 @@ def parse_age(value: str) -> timedelta:
 @commands.command("purge-done")
 @click.option("--older-than", default="30d", show_default=True, help="Age such as 30d or 12h.")
 @injected
-def purge_done(
-    older_than: str, database: Database, events: EventBus, clock: Clock, settings: TasksSettings
-) -> None:
+def purge_done(older_than: str, service: TaskService) -> None:
     """Delete tasks done longer ago than --older-than (and expired idempotency keys)."""
-    age = parse_age(older_than)
-    session = database.sessions()  # commands run outside requests: a session of their own
-    try:
-        repository = TasksRepository(session)
-        uow = UnitOfWork(session, events)
-        idempotency = Idempotency(repository, clock, settings)
-        service = TaskService(
-            repository, Access(repository), uow, events, clock, idempotency, settings
-        )
-        count = service.purge_done(age)
-    finally:
-        session.close()
+    count = service.purge_done(parse_age(older_than))
     click.echo(f"deleted {count} done task(s) older than {older_than}")

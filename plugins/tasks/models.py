@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app import Model, UtcDateTime
+from powerstrip import Model, UtcDateTime
 
 
 class Project(Model):

@@ -14,9 +14,10 @@ from injector import inject
 from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app import Problem
 from plugins.tasks.models import Activity, IdempotencyKey, Member, Project, Task
+from powerstrip import Problem
 
+PURGE_BATCH = 500  # ids per DELETE: far below every database's bound-parameter limit
 SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
     "id": Task.id,
     "created_at": Task.created_at,
@@ -212,9 +213,13 @@ class TasksRepository:
         """Forget answers older than ``before``."""
         self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
 
-    def purge_done(self, before: datetime) -> int:
-        """Delete tasks done before ``before``; how many."""
-        result = self.session.execute(
-            delete(Task).where(Task.status == "done", Task.completed_at < before)
+    def purge_done(self, before: datetime) -> list[tuple[int, int]]:
+        """Delete tasks done before ``before``; the (project id, task id) of each."""
+        query = select(Task.project_id, Task.id).where(
+            Task.status == "done", Task.completed_at < before
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        purged = [(project_id, task_id) for project_id, task_id in self.session.execute(query)]
+        for start in range(0, len(purged), PURGE_BATCH):
+            batch = [task_id for _, task_id in purged[start : start + PURGE_BATCH]]
+            self.session.execute(delete(Task).where(Task.id.in_(batch)))
+        return purged

@@ -10,8 +10,10 @@ from urllib.parse import urlencode
 from flask import Response, request, url_for
 from flask_smorest import Blueprint
 
-from app import Principal, requires
+from plugins.tasks.access import USE, etag
+from plugins.tasks.idempotency import Created
 from plugins.tasks.models import Project, Task
+from plugins.tasks.projects import ProjectService
 from plugins.tasks.repository import Sort, TaskFilter
 from plugins.tasks.schemas import (
     ActivitySchema,
@@ -26,13 +28,19 @@ from plugins.tasks.schemas import (
     TaskQuerySchema,
     TaskSchema,
 )
-from plugins.tasks.service import Created, ProjectService, TaskService, etag
+from plugins.tasks.service import TaskService
+from powerstrip import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+    IF_MATCH_HEADER,
+    Principal,
+    requires,
+)
 
-USE = "tasks:use"
-IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}
+IF_MATCH = {"in": "header", "name": IF_MATCH_HEADER, "required": True, "schema": {"type": "string"}}
 IDEMPOTENCY_KEY = {
     "in": "header",
-    "name": "Idempotency-Key",
+    "name": IDEMPOTENCY_KEY_HEADER,
     "required": False,
     "schema": {"type": "string", "maxLength": 200},
     "description": "Repeat a POST safely: the same key and body replay the first answer",
@@ -50,7 +58,7 @@ def _created(result: Created, location: str, tag: str | None) -> Response:
     if tag:
         headers["ETag"] = tag
     if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
+        headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
     return _json(result.body, result.status, headers)
 
 
@@ -59,7 +67,7 @@ def _with_etag(body: dict[str, Any], row: Project | Task) -> Response:
 
 
 def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     return key[:200] if key else None
 
 
@@ -106,7 +114,7 @@ def update_project(
     body: dict[str, Any], project_id: int, projects: ProjectService, principal: Principal
 ) -> Response:
     """Rename or describe a project (owners; If-Match required)."""
-    updated = projects.update(principal, project_id, body, request.headers.get("If-Match"))
+    updated = projects.update(principal, project_id, body, request.headers.get(IF_MATCH_HEADER))
     return _with_etag(ProjectSchema().dump(updated), updated)
 
 
@@ -116,7 +124,7 @@ def update_project(
 @requires(USE)
 def delete_project(project_id: int, projects: ProjectService, principal: Principal) -> None:
     """Delete a project and its tasks (owners; If-Match required)."""
-    projects.delete(principal, project_id, request.headers.get("If-Match"))
+    projects.delete(principal, project_id, request.headers.get(IF_MATCH_HEADER))
 
 
 @blueprint.route("/projects/<int:project_id>/members", methods=["GET"])
@@ -216,7 +224,7 @@ def patch_task(
 ) -> Response:
     """Change some fields of a task (editors; If-Match required)."""
     updated = tasks.update(
-        principal, project_id, task_id, body, request.headers.get("If-Match"), replace=False
+        principal, project_id, task_id, body, request.headers.get(IF_MATCH_HEADER), replace=False
     )
     return _with_etag(TaskSchema().dump(updated), updated)
 
@@ -231,7 +239,7 @@ def put_task(
 ) -> Response:
     """Replace a task (editors; If-Match required)."""
     updated = tasks.update(
-        principal, project_id, task_id, body, request.headers.get("If-Match"), replace=True
+        principal, project_id, task_id, body, request.headers.get(IF_MATCH_HEADER), replace=True
     )
     return _with_etag(TaskSchema().dump(updated), updated)
 
@@ -242,7 +250,7 @@ def put_task(
 @requires(USE)
 def delete_task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> None:
     """Delete a task (editors; If-Match required)."""
-    tasks.delete(principal, project_id, task_id, request.headers.get("If-Match"))
+    tasks.delete(principal, project_id, task_id, request.headers.get(IF_MATCH_HEADER))
 
 
 @blueprint.route("/projects/<int:project_id>/activity", methods=["GET"])

@@ -13,8 +13,9 @@ from sqlalchemy import Integer, String, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app import EventBus, Model, UnitOfWork, create_app
+from app import create_app
 from app.db import Database, make_engine
+from powerstrip import EventBus, Model, UnitOfWork
 from tests.conftest import AppFactory
 from tests.plugin_fixtures import Installer, plugin_source
 from tests.services import REDIS_URL, require_redis
@@ -124,7 +125,7 @@ def test_ping_fails_when_unreachable() -> None:
 UNCOMMITTED = """
 from sqlalchemy import String, select, func
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from app import Model
+from powerstrip import Model
 
 class Item(Model):
     __tablename__ = "{name}_items"

@@ -11,8 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
-from app import Model
 from app.db import Database, make_engine
+from powerstrip import Model
 from tests.conftest import AppFactory, upgrade
 from tests.services import temporary_postgres_database
 from tests.tcp_proxy import TcpProxy

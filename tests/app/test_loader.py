@@ -88,7 +88,7 @@ def test_not_a_plugin_value(installer: Installer, instance_path: Path) -> None:
 
 def test_name_must_match_entry_point(installer: Installer, instance_path: Path) -> None:
     installer.install(
-        "alias", "from app import Plugin\nplugin = Plugin(name='real', version='1')\n"
+        "alias", "from powerstrip import Plugin\nplugin = Plugin(name='real', version='1')\n"
     )
     with pytest.raises(PluginError, match=r"plugin 'alias': declares name 'real'"):
         build(instance_path)

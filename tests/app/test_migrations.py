@@ -74,7 +74,7 @@ def test_upgrade_from_empty_check_and_downgrade_to_base(
 MODELS = """
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
-from app import Model
+from powerstrip import Model
 
 class Note(Model):
     __tablename__ = "{name}_notes"

@@ -14,14 +14,16 @@ from click.testing import CliRunner
 
 from app.plugins_cli import plugins
 from tests.app.test_loader import SETTINGS
+from tests.conftest import SUITE_PLUGINS
 from tests.plugin_fixtures import Installer, plugin_source
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def installed_plugins() -> int:
-    """Plugins installed in this environment besides the fixtures (health, hello, ...)."""
-    return len(metadata.entry_points(group="powerstrip.plugins"))
+def summary() -> str:
+    """The suite's plugins are enabled; any other plugin installed here is disabled."""
+    others = len(metadata.entry_points(group="powerstrip.plugins")) - len(SUITE_PLUGINS)
+    return f"{len(SUITE_PLUGINS)} enabled, {others} disabled"
 
 
 @pytest.fixture
@@ -69,20 +71,20 @@ def test_list_json(installer: Installer, env: dict[str, str]) -> None:
 
 
 def test_check_fails_listing_problems(installer: Installer, env: dict[str, str]) -> None:
-    enabled = installed_plugins()
+    expected = summary()  # the two plugins installed here fail: neither enabled nor disabled
     installer.install("broken", "raise RuntimeError('boom')\n")
     installer.install("orphan", requires=("ghost",))
     result = invoke("check")
     assert result.exit_code == 1
     assert "plugin 'broken': import failed: RuntimeError: boom" in result.output
     assert "plugin 'orphan': missing dependency: requires 'ghost'" in result.output
-    assert f"2 plugin(s) failed; {enabled} enabled, 0 disabled" in result.output
+    assert f"2 plugin(s) failed; {expected}" in result.output
 
 
 def test_check_passes(env: dict[str, str]) -> None:
     result = invoke("check")
     assert result.exit_code == 0, result.output
-    assert result.output == f"all plugins OK: {installed_plugins()} enabled, 0 disabled\n"
+    assert result.output == f"all plugins OK: {summary()}\n"
 
 
 def test_config_redacts_secrets(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import Plugin
+from powerstrip import Plugin
 from powerstrip_hello.cli import commands
 from powerstrip_hello.module import HelloModule
 from powerstrip_hello.settings import HelloSettingsSchema

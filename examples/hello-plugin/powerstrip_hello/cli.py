@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app import injected
+from powerstrip import injected
 from powerstrip_hello.service import GreetingService
 
 commands = click.Group("hello", help="Greetings from the command line.")

@@ -14,7 +14,7 @@ CHECKS = (
     HELLO_VIEW
     + """
 import injector
-from app import HealthCheck
+from powerstrip import HealthCheck
 
 STATE = {{"cache": True}}
 

@@ -211,13 +211,13 @@ def test_activity_records_committed_work_only(people: People, migrated_app: Flas
     # leaves neither the task nor any activity.
     from flask_injector import RequestScope  # noqa: PLC0415
 
-    from app import Principal, UnitOfWork  # noqa: PLC0415
-    from app.injection import INJECTOR  # noqa: PLC0415
     from plugins.tasks.schemas import TaskSchema  # noqa: PLC0415
     from plugins.tasks.service import TaskService  # noqa: PLC0415
+    from powerstrip import Principal, UnitOfWork  # noqa: PLC0415
+    from powerstrip.cli import INJECTOR  # noqa: PLC0415
 
     injector = migrated_app.extensions[INJECTOR]
-    principal = Principal(kind="user", subject=people.owner.user_id, scopes=frozenset({"*"}))
+    principal = Principal.of(people.owner.user_id, "user", frozenset({"*"}))
     with migrated_app.test_request_context():
         scope = injector.get(RequestScope)
         scope.prepare()  # what flask-injector does at the start of every request

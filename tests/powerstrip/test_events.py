@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app import EventBus, create_app
+from app import create_app
+from powerstrip import EventBus
 from tests.plugin_fixtures import HELLO_VIEW, Installer, plugin_source
 
 
@@ -139,7 +140,7 @@ EVENTS_PLUGIN = (
     )
     + """
 from dataclasses import dataclass
-from app import EventBus
+from powerstrip import EventBus
 
 @dataclass(frozen=True)
 class Greeted:

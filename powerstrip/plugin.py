@@ -12,9 +12,9 @@ to subclass and no hook to override.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,8 @@ import marshmallow as ma
 if TYPE_CHECKING:
     from flask import Flask
 
-    from app.events import EventBus
+    from powerstrip.auth import Authenticator
+    from powerstrip.events import EventBus
 
 ENTRY_POINT_GROUP = "powerstrip.plugins"
 _SETTINGS_ENVIRONMENT: ContextVar[str] = ContextVar(
@@ -57,6 +58,12 @@ class Plugin:
     :param setup: called once with a :class:`PluginContext` after everything is registered;
         the place to subscribe to domain events
     :param rate_limit_exempt: exempt the plugin's blueprints from the default rate limits
+    :param authenticators: classes implementing :class:`~powerstrip.Authenticator`, built by
+        the injector for each request (first answer wins, plugins in load order)
+    :param scopes: the scopes the plugin defines, scope -> one-line description (documented in
+        OpenAPI); name them ``<plugin>:<action>``
+    :param grants: role -> scopes (its own) granted to that role by default; an authenticating
+        plugin (accounts) builds its default role table from every enabled plugin's grants
     """
 
     name: str
@@ -70,6 +77,9 @@ class Plugin:
     migrations: Path | None = None
     setup: Callable[[PluginContext], None] | None = None
     rate_limit_exempt: bool = False
+    authenticators: Sequence[type[Authenticator]] = ()
+    scopes: Mapping[str, str] = field(default_factory=dict)
+    grants: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app import Clock
+from powerstrip import Clock
 
 
 def test_clock_is_aware_utc_now() -> None:

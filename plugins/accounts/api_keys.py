@@ -1,0 +1,69 @@
+"""API keys: create (the secret is shown once), list, revoke."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from injector import inject
+
+from plugins.accounts.models import ApiKey, User
+from plugins.accounts.repository import AccountsRepository
+from plugins.accounts.tokens import digest, new_api_key
+from plugins.accounts.users import UserService, normalise_email
+from powerstrip import Caller, Clock, Problem, UnitOfWork
+
+
+class ApiKeyService:
+    """Create, list and revoke API keys; the secret is shown once and stored as a hash."""
+
+    @inject
+    def __init__(
+        self, repository: AccountsRepository, uow: UnitOfWork, users: UserService, clock: Clock
+    ) -> None:
+        self._repository = repository
+        self._uow = uow
+        self._users = users
+        self._clock = clock
+
+    def create_for(self, email: str, name: str, scopes: Iterable[str]) -> tuple[str, ApiKey, User]:
+        """A new key for the active user ``email`` (an operator's command), within its scopes."""
+        owner = self._repository.user_by_email(normalise_email(email))
+        if owner is None or not owner.is_active:
+            raise Problem(404, f"No active user {email}.")
+        caller = Caller(str(owner.id), "user", self._users.scopes_of(owner))
+        value, key = self.create(caller, name, scopes)
+        return value, key, owner
+
+    def create(self, owner: Caller, name: str, scopes: Iterable[str]) -> tuple[str, ApiKey]:
+        """A new key for the caller, limited to scopes the caller holds."""
+        wanted = sorted(set(scopes))
+        missing = [scope for scope in wanted if not owner.has(scope)]
+        if missing:
+            raise Problem(403, f"You cannot grant scopes you do not hold: {', '.join(missing)}.")
+        value, prefix, secret = new_api_key()
+        with self._uow:
+            key = ApiKey(
+                user_id=int(owner.subject),
+                name=name,
+                prefix=prefix,
+                secret_hash=digest(secret),
+                scopes=wanted,
+                created_at=self._clock.now(),
+            )
+            self._repository.add(key)
+        return value, key
+
+    def list(self, owner: Caller) -> Sequence[ApiKey]:
+        """The caller's keys."""
+        return self._repository.api_keys(int(owner.subject))
+
+    def revoke(self, owner: Caller, key_id: int) -> None:
+        """Revoke one of the caller's keys (admins: anyone's)."""
+        with self._uow:
+            key = self._repository.session.get(ApiKey, key_id)
+            if key is None or (
+                str(key.user_id) != owner.subject and not owner.has("accounts:admin")
+            ):
+                raise Problem(404, "No such API key.")
+            if key.revoked_at is None:
+                key.revoked_at = self._clock.now()

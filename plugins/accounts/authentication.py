@@ -1,0 +1,106 @@
+"""Who is calling: the accounts plugin's ``Authenticator`` and its ``Directory``.
+
+The host calls :meth:`AccountsAuthenticator.authenticate` once per request, before the view
+and outside the injector, so the look-ups here never hold other requests up.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Request
+from injector import inject
+
+from plugins.accounts.models import ApiKey
+from plugins.accounts.repository import AccountsRepository
+from plugins.accounts.roles import ALL_SCOPES, RoleScopes
+from plugins.accounts.tokens import AccessTokens, TokenError, same_digest, split_api_key
+from powerstrip import API_KEY_HEADER, Clock, Principal, UnitOfWork
+
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+BEARER_USAGE = "Use 'Authorization: Bearer <access token>'."
+REVOKED_TOKEN = "The access token was revoked."  # noqa: S105 - a message, not a secret
+REFUSED_KEY = "The API key is invalid or revoked."
+
+
+class AccountsAuthenticator:
+    """A bearer access token or an API key -> the caller; no credentials -> None."""
+
+    @inject
+    def __init__(
+        self,
+        repository: AccountsRepository,
+        uow: UnitOfWork,
+        tokens: AccessTokens,
+        roles: RoleScopes,
+        clock: Clock,
+    ) -> None:
+        self._repository = repository
+        self._uow = uow
+        self._tokens = tokens
+        self._roles = roles
+        self._clock = clock
+
+    def authenticate(self, request: Request) -> Principal | None:
+        """The principal of the request's bearer token or API key (refused: with the reason)."""
+        authorization = request.headers.get("Authorization", "")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return Principal.refused(BEARER_USAGE)
+            return self.bearer(token.strip())
+        api_key = request.headers.get(API_KEY_HEADER)
+        if api_key:
+            return self.api_key(api_key.strip())
+        return None
+
+    def bearer(self, token: str) -> Principal:
+        """The principal of an access token."""
+        try:
+            claims = self._tokens.verify(token)
+        except TokenError as exc:
+            return Principal.refused(str(exc))
+        user = self._repository.user(int(claims.subject)) if claims.subject.isdigit() else None
+        if user is None or not user.is_active or user.token_version != claims.version:
+            return Principal.refused(REVOKED_TOKEN)
+        if self._repository.access_token_revoked(claims.jti):
+            return Principal.refused(REVOKED_TOKEN)
+        return Principal.of(str(user.id), "user", self._roles.of(user.role), claims.jti)
+
+    def api_key(self, value: str) -> Principal:
+        """The principal of an API key; records when the key was last used."""
+        parts = split_api_key(value)
+        if parts is None:
+            return Principal.refused(REFUSED_KEY)
+        key = self._repository.api_key_by_prefix(parts[0])
+        if key is None or key.revoked_at is not None or not same_digest(parts[1], key.secret_hash):
+            return Principal.refused(REFUSED_KEY)
+        owner = self._repository.user(key.user_id)
+        if owner is None or not owner.is_active:
+            return Principal.refused(REFUSED_KEY)
+        self._touch(key)
+        allowed = self._roles.of(owner.role)
+        scopes = {s for s in key.scopes if ALL_SCOPES in allowed or s in allowed}
+        return Principal.of(str(owner.id), "api_key", frozenset(scopes), str(key.id))
+
+    def _touch(self, key: ApiKey) -> None:
+        # At most once a minute per key: a busy machine client does not write on every call.
+        now = self._clock.now()
+        if key.last_used_at is None or key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
+            with self._uow:
+                key.last_used_at = now
+
+
+class AccountsDirectory:
+    """The SDK's ``Directory``: a principal id exists when it names an active user."""
+
+    @inject
+    def __init__(self, repository: AccountsRepository) -> None:
+        self._repository = repository
+
+    def exists(self, subject: str) -> bool:
+        """Whether ``subject`` is the id of an active user."""
+        if not subject.isdigit() or len(subject) > 18:
+            return False
+        user = self._repository.user(int(subject))
+        return user is not None and user.is_active

@@ -1,0 +1,113 @@
+"""Persistence contracts: the shared model base, the UTC timestamp type, the unit of work.
+
+- :class:`Model` is the typed declarative base every plugin's models derive from: one shared
+  ``MetaData`` with a naming convention, so constraint names are stable across databases and
+  migrations. A plugin's tables are named ``<plugin>_<name>`` (the host checks it).
+- :class:`UtcDateTime` stores and returns timezone-aware UTC timestamps on every database.
+- :class:`UnitOfWork` commits or rolls back a block as a whole, and delivers the domain events
+  published inside it only after the commit.
+
+The host binds ``sqlalchemy.orm.Session`` per request (and per CLI command) and closes it at
+the end; a plugin's repository asks for that ``Session``, its services for a ``UnitOfWork``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+
+import injector
+from sqlalchemy import DateTime, Dialect, MetaData
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import TypeDecorator
+
+from powerstrip.events import EventBus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp column on every database.
+
+    SQLite hands back naive datetimes even for ``DateTime(timezone=True)``; this type stores
+    aware values as UTC and always returns aware UTC values, so no caller has to guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one (Clock.now() is)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Model(DeclarativeBase):
+    """Base class of every plugin's SQLAlchemy models (typed, ``Mapped[...]``)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UnitOfWork:
+    """Commit or roll back a block as a whole; publish its events only after the commit.
+
+    Use::
+
+        with uow as session:
+            session.add(task)
+            events.publish(TaskCreated(task.id))
+
+    The block commits when it ends normally and rolls back when it raises (a failing commit
+    rolls back too); events published inside reach subscribers only after the commit. Blocks
+    nest: an inner block (a service called by another service) joins the outer one, which
+    alone commits or rolls back.
+    """
+
+    @injector.inject
+    def __init__(self, session: Session, events: EventBus) -> None:
+        self.session = session
+        self._events = events
+        self._blocks: list[AbstractContextManager[Session]] = []
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        if self._blocks:  # joined by an outer block: it decides
+            with self._events.deferred():
+                yield self.session
+            return
+        with self._events.deferred():
+            try:
+                yield self.session
+                self.session.commit()
+            except BaseException:
+                self.session.rollback()
+                raise
+
+    def __enter__(self) -> Session:
+        block = self._transaction()
+        session = block.__enter__()
+        self._blocks.append(block)
+        return session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return self._blocks.pop().__exit__(exc_type, exc, traceback)

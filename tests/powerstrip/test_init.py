@@ -1,0 +1,61 @@
+"""The plugin SDK's public surface is deliberate, light to import and independent of the host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import powerstrip
+
+HEAVY = ("alembic", "flask_migrate", "flask_limiter", "redis", "flask_cors", "psycopg", "app")
+
+
+def test_exported_names() -> None:
+    assert sorted(powerstrip.__all__) == [
+        "API_KEY_HEADER",
+        "Authenticator",
+        "Caller",
+        "Clock",
+        "Directory",
+        "ENTRY_POINT_GROUP",
+        "EventBus",
+        "HealthCheck",
+        "IDEMPOTENCY_KEY_HEADER",
+        "IDEMPOTENT_REPLAYED_HEADER",
+        "IF_MATCH_HEADER",
+        "Model",
+        "Plugin",
+        "PluginContext",
+        "PluginInfo",
+        "PluginRegistry",
+        "Principal",
+        "Problem",
+        "REQUEST_ID_HEADER",
+        "RateLimits",
+        "UnitOfWork",
+        "UtcDateTime",
+        "injected",
+        "request_scope",
+        "requires",
+        "settings_environment",
+    ]
+    for name in powerstrip.__all__:
+        assert getattr(powerstrip, name) is not None
+
+
+def test_import_is_light_and_never_loads_the_host() -> None:
+    # A fresh interpreter: this test process has long imported the host.
+    code = (
+        "import json, sys, powerstrip; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            ).stdout
+        )
+    )
+    assert "powerstrip" in loaded
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
