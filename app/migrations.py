@@ -9,28 +9,41 @@ Every enabled plugin that declares ``Plugin.migrations`` has that directory on A
   own directory, comparing only its tables (the first one starts the plugin's branch and
   depends on the branches of the plugins it requires, for cross-plugin foreign keys);
 - ``flask db downgrade base``, ``flask db check``, ``history``, ``heads``... as in Alembic.
+
+Autogenerate renders the SDK's column types (``powerstrip.UtcDateTime``) as their SQLAlchemy
+implementation, so a revision needs only ``sqlalchemy as sa`` and runs wherever the host does.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import json
 import os
+import sysconfig
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
+from urllib.parse import unquote, urlparse
 
 import click
 import flask_migrate
 import flask_migrate.cli
 from alembic import command
+from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import Migrate
+from sqlalchemy.types import TypeDecorator
 
 from app.db import DATABASE, Database
 from app.loader import PluginRecord
+from powerstrip.db import Model
 
 MIGRATIONS = "powerstrip.migrations"
 ALEMBIC_DIRECTORY = Path(__file__).parent / "alembic"
@@ -54,6 +67,22 @@ class MigrationSettings:
 def upgrade(sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str) -> None:
     """Upgrade to a later version (default: every plugin's head)."""
     flask_migrate.upgrade(revision=revision, sql=sql, tag=tag, x_arg=list(x_arg))
+
+
+def is_sdk_type(obj: object) -> bool:
+    """Whether ``obj`` is a column type of the plugin SDK (a TypeDecorator in ``powerstrip``)."""
+    module = type(obj).__module__
+    return isinstance(obj, TypeDecorator) and (
+        module == "powerstrip" or module.startswith("powerstrip.")
+    )
+
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Alembic's ``render_item`` hook: an SDK column type renders as its implementation."""
+    if type_ == "type" and is_sdk_type(obj):
+        prefix = autogen_context.opts["sqlalchemy_module_prefix"] or ""
+        return f"{prefix}{obj.impl_instance!r}"
+    return False  # Alembic's own rendering
 
 
 def _db_group() -> click.Group:
@@ -111,11 +140,44 @@ def init_app(app: Flask, enabled: list[PluginRecord]) -> None:
     app.cli.add_command(_db_group())  # replaces flask-migrate's group: upgrade means heads
 
 
+def site_packages() -> tuple[Path, ...]:
+    """Where this interpreter installs distributions (``purelib`` and ``platlib``)."""
+    paths = sysconfig.get_paths()
+    return tuple(Path(paths[key]).resolve() for key in ("purelib", "platlib"))
+
+
+def is_installed_copy(directory: Path) -> bool:
+    """Whether ``directory`` is an installed copy, not source: in site-packages, or read-only."""
+    resolved = directory.resolve()
+    in_site = any(resolved.is_relative_to(root) for root in site_packages())
+    return in_site or not os.access(resolved, os.W_OK)
+
+
+def project_of(distribution: str | None) -> str:
+    """The local project a distribution was installed from (its PEP 610 ``direct_url.json``)."""
+    text = None
+    if distribution is not None:
+        with suppress(metadata.PackageNotFoundError):
+            text = metadata.distribution(distribution).read_text("direct_url.json")
+    url = urlparse(str(json.loads(text).get("url", ""))) if text else None
+    return unquote(url.path) if url and url.scheme == "file" else "<path to its project>"
+
+
+def refuse_installed_copy(record: PluginRecord, versions: Path) -> None:
+    """Refuse to write a revision into an installed copy of a plugin (a non-editable install)."""
+    if is_installed_copy(versions):
+        raise click.ClickException(
+            f"plugin {record.name!r} is not installed editable (its migrations are an installed"
+            f" copy in {versions}): run uv pip install -e {project_of(record.distribution)}"
+        )
+
+
 def make_revision(app: Flask, record: PluginRecord, message: str) -> str:
     """Autogenerate a revision of one plugin's tables into its own versions directory."""
     plugin = record.plugin
     if plugin is None or plugin.migrations is None:
         raise click.ClickException(f"plugin {record.name!r} declares no migrations directory")
+    refuse_installed_copy(record, plugin.migrations)
     with app.app_context():
         config = alembic_config(app, plugin=record.name, autogenerate=True)
         script = ScriptDirectory.from_config(config)
@@ -138,3 +200,87 @@ def make_revision(app: Flask, record: PluginRecord, message: str) -> str:
             )
     revisions = created if isinstance(created, list) else [created]
     return ", ".join(str(getattr(r, "path", r)) for r in revisions if r is not None)
+
+
+def plugin_tables(names: Iterable[str]) -> dict[str, set[str]]:
+    """Each plugin's tables in the shared metadata: ``<plugin>_...`` (the longest name wins)."""
+    by_length = sorted(names, key=len, reverse=True)
+    tables: dict[str, set[str]] = {name: set() for name in by_length}
+    for table in Model.metadata.tables.values():
+        owner = next((name for name in by_length if table.name.startswith(f"{name}_")), None)
+        if owner is not None:
+            tables[owner].add(table.name)
+    return tables
+
+
+TABLE_OPERATIONS = {
+    "create_table": ("table_name",),
+    "drop_table": ("table_name",),
+    "rename_table": ("old_table_name", "new_table_name"),
+}
+
+
+def _upgrade_calls(source: str) -> list[ast.Call]:
+    """The ``*.create_table``, ``drop_table`` and ``rename_table`` calls of ``upgrade()``."""
+    calls = [
+        node
+        for function in ast.parse(source).body
+        if isinstance(function, ast.FunctionDef) and function.name == "upgrade"
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in TABLE_OPERATIONS
+    ]
+    return sorted(calls, key=lambda call: (call.lineno, call.col_offset))  # source order
+
+
+def _table_names(call: ast.Call, parameters: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The call's table-name arguments, if all are literal strings (positional or keyword)."""
+    given: dict[str | None, ast.expr] = dict(zip(parameters, call.args, strict=False))
+    given.update((keyword.arg, keyword.value) for keyword in call.keywords)
+    nodes = [given.get(parameter) for parameter in parameters]
+    names = tuple(
+        n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
+    return names if len(names) == len(parameters) else None
+
+
+def tables_created(revision_files: Iterable[Path]) -> set[str]:
+    """The tables that exist after running these revision files' ``upgrade()`` in order."""
+    tables: set[str] = set()
+    for path in revision_files:
+        for call in _upgrade_calls(path.read_text(encoding="utf-8")):
+            operation = cast(ast.Attribute, call.func).attr
+            names = _table_names(call, TABLE_OPERATIONS[operation])
+            if names is None:
+                continue
+            if operation != "create_table":
+                tables.discard(names[0])
+            if operation != "drop_table":
+                tables.add(names[-1])
+    return tables
+
+
+def unmigrated_tables(app: Flask, records: Mapping[str, PluginRecord]) -> dict[str, list[str]]:
+    """Each enabled plugin's model tables that its migrations do not create (if any).
+
+    Cheap and without a database: a plugin's model tables are those named ``<plugin>_...`` in
+    the shared metadata; the tables its migrations create are read, not run, from its revision
+    files (those in ``Plugin.migrations``, base to head as Alembic orders them): the
+    ``create_table``, ``drop_table`` and ``rename_table`` calls with literal table names in each
+    ``upgrade()``, which is what autogenerate writes. ``flask db check`` remains the full
+    comparison (columns, indexes, types) against a migrated database.
+    """
+    with app.app_context():
+        script = ScriptDirectory.from_config(alembic_config(app))
+        files = [Path(rev.path) for rev in reversed(list(script.walk_revisions()))]
+    missing: dict[str, list[str]] = {}
+    for name, tables in plugin_tables(records).items():
+        plugin = records[name].plugin
+        if records[name].state != "enabled" or plugin is None or not tables:
+            continue
+        versions = plugin.migrations.resolve() if plugin.migrations else None
+        created = tables_created(f for f in files if f.parent.resolve() == versions)
+        if tables - created:
+            missing[name] = sorted(tables - created)
+    return missing

@@ -11,13 +11,14 @@ import json
 from typing import Any
 
 import click
+from alembic.util import CommandError
 from flask import Flask
 
 from app.config import StartupError, redacted
 from app.db import DATABASE
 from app.factory import PLUGINS, create_app
 from app.loader import PluginRecord
-from app.migrations import make_revision
+from app.migrations import make_revision, unmigrated_tables
 
 COLUMNS = ("NAME", "VERSION", "DISTRIBUTION", "STATE", "ROUTES", "REASON")
 
@@ -68,17 +69,43 @@ def list_plugins(as_json: bool) -> None:
         )
 
 
+def _migration_problems(app: Flask) -> list[str]:
+    """One line per enabled plugin whose models have tables its migrations do not create."""
+    records: dict[str, PluginRecord] = app.extensions[PLUGINS]
+    try:
+        missing = unmigrated_tables(app, records)
+    except CommandError as exc:  # a broken revision graph: flask db upgrade would fail too
+        return [f"migrations cannot be read: {exc}"]
+    problems = []
+    for name, tables in sorted(missing.items()):
+        plugin = records[name].plugin
+        declare = "declare Plugin.migrations, then " if plugin and not plugin.migrations else ""
+        problems.append(
+            f"plugin {name!r}: models without a migration: {', '.join(tables)}"
+            f' ({declare}run: powerstrip plugins makemigrations {name} -m "...")'
+        )
+    return problems
+
+
 @plugins.command("check")
 def check_plugins() -> None:
-    """Load and validate every plugin without serving; exit 1 listing the problems."""
-    records = _records()
-    failed = [record for record in records.values() if record.state == "failed"]
-    for record in sorted(failed, key=lambda r: r.name):
-        click.echo(f"plugin {record.name!r}: {record.reason}", err=True)
+    """Load and validate every plugin without serving; exit 1 listing the problems.
+
+    Besides load failures, an enabled plugin's models need migrations that create their tables.
+    """
+    app = _app()
+    records: dict[str, PluginRecord] = app.extensions[PLUGINS]
+    failed = sorted((r for r in records.values() if r.state == "failed"), key=lambda r: r.name)
+    problems = [f"plugin {record.name!r}: {record.reason}" for record in failed]
+    unmigrated = _migration_problems(app)
+    for line in [*problems, *unmigrated]:
+        click.echo(line, err=True)
     enabled = sum(record.state == "enabled" for record in records.values())
     summary = f"{enabled} enabled, {len(records) - enabled - len(failed)} disabled"
-    if failed:
-        raise click.ClickException(f"{len(failed)} plugin(s) failed; {summary}")
+    counts = [f"{len(failed)} plugin(s) failed"] if failed else []
+    counts += [f"{len(unmigrated)} migration problem(s)"] if unmigrated else []
+    if counts:
+        raise click.ClickException(f"{', '.join(counts)}; {summary}")
     click.echo(f"all plugins OK: {summary}")
 
 

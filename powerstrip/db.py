@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import injector
 from sqlalchemy import DateTime, Dialect, MetaData
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, declared_attr
 from sqlalchemy.types import TypeDecorator
 
 from powerstrip.events import EventBus
@@ -58,9 +59,23 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Model(DeclarativeBase):
-    """Base class of every plugin's SQLAlchemy models (typed, ``Mapped[...]``)."""
+    """Base class of every plugin's SQLAlchemy models (typed, ``Mapped[...]``).
+
+    Integer primary keys are never reused on SQLite (``AUTOINCREMENT``), as on PostgreSQL: an
+    id a client once saw never names another row. A model that sets its own ``__table_args__``
+    keeps this by including :meth:`table_args` (``{**Model.table_args(), ...}``).
+    """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    @staticmethod
+    def table_args() -> dict[str, Any]:
+        """The table options every model's table gets."""
+        return {"sqlite_autoincrement": True}
+
+    @declared_attr.directive
+    def __table_args__(cls) -> dict[str, Any]:  # noqa: N805 - a class-level directive
+        return Model.table_args()
 
 
 class UnitOfWork:

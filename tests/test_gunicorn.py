@@ -92,13 +92,17 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @contextmanager
-def running(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
-    """gunicorn with two workers, once both have booted; stopped (and checked) afterwards."""
-    process, port, log = start(tmp_path, {"POWERSTRIP_ENVIRONMENT": "development", **env})
+def running(tmp_path: Path, env: dict[str, str], workers: int = WORKERS) -> Iterator[Server]:
+    """gunicorn (two workers by default) once every worker has booted; stopped (and checked)
+    afterwards."""
+    process, port, log = start(
+        tmp_path,
+        {"POWERSTRIP_ENVIRONMENT": "development", "GUNICORN_WORKERS": str(workers), **env},
+    )
     deadline = time.monotonic() + STARTUP_SECONDS
     server = Server(process, port, log)
     try:
-        while log.read_text().count("Booting worker") < WORKERS:
+        while log.read_text().count("Booting worker") < workers:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"gunicorn did not start:\n{log.read_text()}"
             time.sleep(0.1)

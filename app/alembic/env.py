@@ -8,7 +8,7 @@ from typing import Any
 from alembic import context
 from flask import current_app
 
-from app.migrations import MIGRATIONS, MigrationSettings
+from app.migrations import MIGRATIONS, MigrationSettings, render_item
 from powerstrip.db import Model
 
 settings: MigrationSettings = current_app.extensions[MIGRATIONS]
@@ -40,16 +40,34 @@ def run_offline() -> None:
 
 def run_online() -> None:
     engine = settings.database.engine
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=Model.metadata,
-            include_object=include_object,
-            compare_type=True,
-            render_as_batch=engine.dialect.name == "sqlite",  # SQLite cannot ALTER much
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        if sqlite:
+            # SQLite changes a table by copying it (batch mode); with foreign keys on, dropping
+            # the old copy would cascade to (or fail on) the rows that refer to it. SQLite's own
+            # procedure: keys off, change, check, keys on. The pragma works outside a
+            # transaction only, hence the commit.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=Model.metadata,
+                include_object=include_object,
+                compare_type=True,  # types as compiled for the database: an SDK type as its impl
+                render_item=render_item,  # SDK types as plain SQLAlchemy: revisions need only sa
+                render_as_batch=sqlite,  # SQLite cannot ALTER much
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():

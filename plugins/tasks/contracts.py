@@ -6,7 +6,7 @@ private. Another plugin lists ``"tasks"`` in ``requires`` and imports only from 
     from plugins.tasks.contracts import ProjectMembership, TaskCompleted
 
     def setup(context: PluginContext) -> None:
-        context.events.subscribe(TaskCompleted, NotifyWatchers)
+        context.events.subscribe(TaskCompleted, Notifier)  # a class of yours, injected
 
 Events are delivered after the change committed (never for work that rolled back). Every
 event carries the project and the actor (the principal id of whoever made the change, or

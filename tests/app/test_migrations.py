@@ -3,18 +3,28 @@ revisions per plugin, on SQLite and (as ``make test-pg`` or under CI) PostgreSQL
 
 from __future__ import annotations
 
+import importlib
+import inspect as pyinspect
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from pkgutil import iter_modules
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from flask import Flask
 from sqlalchemy import inspect
+from sqlalchemy.types import TypeDecorator
 
+import powerstrip
 from app import PluginError, create_app
-from app.migrations import alembic_config
+from app import migrations as host_migrations
+from app.migrations import alembic_config, project_of, render_item, tables_created
 from app.plugins_cli import plugins
 from tests.conftest import AppFactory
 from tests.plugin_fixtures import Installer, plugin_source
@@ -140,6 +150,139 @@ def test_makemigrations_starts_a_plugin_branch_that_depends_on_its_requirements(
     app.extensions["powerstrip.database"].engine.dispose()
 
 
+SDK_TYPES = """
+from datetime import datetime
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+from powerstrip import Model, UtcDateTime
+
+class Stamp(Model):
+    __tablename__ = "{name}_stamps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(80), index=True)
+    body: Mapped[str | None] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+"""
+
+
+def migrating_env(monkeypatch: pytest.MonkeyPatch, instance_path: Path, url: str) -> None:
+    """What the ``powerstrip`` commands read: the testing environment on ``url``."""
+    monkeypatch.setenv("POWERSTRIP_ENVIRONMENT", "testing")
+    monkeypatch.setenv("POWERSTRIP_INSTANCE_PATH", str(instance_path))
+    monkeypatch.setenv("POWERSTRIP_DATABASE_URL", url)
+
+
+def test_makemigrations_renders_sdk_types_as_sqlalchemy_and_the_revision_runs(
+    installer: Installer,
+    tmp_path: Path,
+    instance_path: Path,
+    any_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"stamps{uuid.uuid4().hex[:6]}"
+    versions = tmp_path / f"{name}_versions"
+    versions.mkdir()
+    source = plugin_source(
+        name, SDK_TYPES, migrations=f"__import__('pathlib').Path({str(versions)!r})"
+    )
+    installer.install(name, source)
+    migrating_env(monkeypatch, instance_path, any_database)
+    app = create_app()
+    assert db(app, "upgrade").exit_code == 0
+
+    result = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "create stamps"])
+    assert result.exit_code == 0, result.output
+    [revision] = versions.glob("*_create_stamps.py")
+    text = revision.read_text()
+    assert "powerstrip" not in text  # SDK types render as plain SQLAlchemy: only sa is needed
+    assert text.count("sa.DateTime(timezone=True)") == 2
+
+    upgraded = db(app, "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"{name}_stamps" in tables(app)
+    checked = db(app, "check")  # compare_type: the database matches the SDK types
+    assert checked.exit_code == 0, checked.output
+    down = db(app, "downgrade", "base")
+    assert down.exit_code == 0, down.output
+    assert f"{name}_stamps" not in tables(app)
+    app.extensions["powerstrip.database"].engine.dispose()
+
+
+def sdk_types() -> list[type[TypeDecorator[Any]]]:
+    """Every column type the SDK defines (a TypeDecorator in the ``powerstrip`` package)."""
+    modules = [
+        importlib.import_module(f"powerstrip.{m.name}") for m in iter_modules(powerstrip.__path__)
+    ]
+    return [
+        value
+        for module in modules
+        for value in vars(module).values()
+        if pyinspect.isclass(value)
+        and issubclass(value, TypeDecorator)
+        and value.__module__ == module.__name__
+    ]
+
+
+def test_every_sdk_type_renders_as_its_sqlalchemy_implementation() -> None:
+    assert powerstrip.UtcDateTime in sdk_types()
+    context: Any = SimpleNamespace(opts={"sqlalchemy_module_prefix": "sa."})
+    for sdk_type in sdk_types():
+        instance = sdk_type()
+        rendered = render_item("type", instance, context)
+        assert isinstance(rendered, str)
+        assert rendered.startswith("sa.")
+        rebuilt = eval(rendered, {"sa": sa})  # noqa: S307 - what a revision runs, with only sa
+        assert repr(rebuilt) == repr(instance.impl_instance)
+    assert render_item("type", sa.DateTime(timezone=True), context) is False
+    assert render_item("column", powerstrip.UtcDateTime(), context) is False
+
+
+def test_makemigrations_refuses_a_plugin_installed_non_editable(
+    installer: Installer,
+    tmp_path: Path,
+    instance_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = tmp_path / "lib" / "site-packages"
+    name = f"frozen{uuid.uuid4().hex[:6]}"
+    versions = site / f"{name}_plugin" / "migrations"
+    versions.mkdir(parents=True)
+    source = plugin_source(
+        name, MODELS, migrations=f"__import__('pathlib').Path({str(versions)!r})"
+    )
+    package = installer.install(name, source)
+    monkeypatch.setattr(host_migrations, "site_packages", lambda: (site.resolve(),))
+    migrating_env(monkeypatch, instance_path, f"sqlite:///{tmp_path / 'frozen.db'}")
+
+    result = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "create notes"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: plugin '{name}' is not installed editable (its migrations are an installed copy"
+        f" in {versions}): run uv pip install -e <path to its project>\n"
+    )
+    assert list(versions.iterdir()) == []  # nothing written into the installed copy
+
+    # Installed from a local project (PEP 610 direct_url.json): the hint names that project.
+    project = tmp_path / "my project"
+    [info] = [
+        path
+        for path in installer.root.glob("*.dist-info")
+        if package in (path / "entry_points.txt").read_text()
+    ]
+    (info / "direct_url.json").write_text(json.dumps({"url": project.as_uri(), "dir_info": {}}))
+    again = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "create notes"])
+    assert again.exit_code == 1
+    assert f"run uv pip install -e {project}\n" in again.output
+
+
+def test_project_of_an_unknown_distribution_is_a_placeholder() -> None:
+    assert project_of(None) == "<path to its project>"
+    assert project_of(f"no-such-distribution-{uuid.uuid4().hex}") == "<path to its project>"
+
+
 def test_makemigrations_refuses_plugins_without_a_versions_directory(
     instance_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,3 +323,27 @@ def test_offline_upgrade_prints_the_sql(make_app: AppFactory) -> None:
     assert result.exit_code == 0, result.output
     assert "CREATE TABLE hello_greetings" in result.output
     assert tables(app) == set()  # nothing ran against the database
+
+
+def test_tables_created_follows_the_revisions_in_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.py", tmp_path / "second.py"
+    first.write_text(
+        "def upgrade():\n"
+        "    op.create_table('x_a', sa.Column('id', sa.Integer()))\n"
+        "    op.create_table(table_name='x_b')\n"
+        "    op.create_table('x_c')\n"
+        "    op.create_table(NAME)  # not a literal: unknown\n"
+        "def downgrade():\n"
+        "    op.create_table('x_never')\n"
+    )
+    second.write_text(
+        "def upgrade():\n"
+        "    op.drop_table('x_a')\n"
+        "    with op.batch_alter_table('x_b') as batch_op:\n"
+        "        batch_op.create_index('ix', ['id'])\n"
+        "    op.rename_table('x_c', new_table_name='x_d')\n"
+        "    op.create_table('x_a')  # created again, after the drop\n"
+    )
+    assert tables_created([first]) == {"x_a", "x_b", "x_c"}
+    assert tables_created([first, second]) == {"x_a", "x_b", "x_d"}
+    assert tables_created([second]) == {"x_a", "x_d"}

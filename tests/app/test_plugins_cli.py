@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -85,6 +87,88 @@ def test_check_passes(env: dict[str, str]) -> None:
     result = invoke("check")
     assert result.exit_code == 0, result.output
     assert result.output == f"all plugins OK: {summary()}\n"
+
+
+MODELS = """
+from sqlalchemy.orm import Mapped, mapped_column
+from powerstrip import Model
+
+class Note(Model):
+    __tablename__ = "{name}_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+class Tag(Model):
+    __tablename__ = "{name}_tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+"""
+
+REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+branch_labels = ("{name}",)
+depends_on = None
+
+def upgrade():
+    op.create_table("{name}_notes", sa.Column("id", sa.Integer(), primary_key=True))
+
+def downgrade():
+    op.drop_table("{name}_notes")
+"""
+
+
+def models_plugin(installer: Installer, tmp_path: Path, *, revision: str | None = None) -> str:
+    """A plugin with two tables; with ``revision`` (an id), a versions directory whose one
+    revision creates one table (``loop`` makes the revision revise itself)."""
+    name = f"m{uuid.uuid4().hex[:8]}"
+    fields = {}
+    if revision is not None:
+        versions = tmp_path / f"{name}_versions"
+        versions.mkdir()
+        down = revision if revision == "loop" else None
+        body = REVISION.format(revision=revision, down=down, name=name)
+        (versions / f"{revision}_create_notes.py").write_text(textwrap.dedent(body))
+        fields["migrations"] = f"__import__('pathlib').Path({str(versions)!r})"
+    installer.install(name, plugin_source(name, MODELS, **fields))
+    return name
+
+
+def test_check_reports_models_without_a_migration(
+    installer: Installer, env: dict[str, str], tmp_path: Path
+) -> None:
+    enabled, disabled = summary().split(", ")
+    unmigrated = models_plugin(installer, tmp_path)
+    partial = models_plugin(installer, tmp_path, revision=uuid.uuid4().hex[:12])
+    result = invoke("check")
+    assert result.exit_code == 1
+    *problems, error = result.output.splitlines()
+    make = 'makemigrations {} -m "...")'
+    assert sorted(problems) == sorted(
+        [
+            f"plugin {unmigrated!r}: models without a migration: {unmigrated}_notes,"
+            f" {unmigrated}_tags (declare Plugin.migrations, then run: powerstrip plugins"
+            f" {make.format(unmigrated)}",
+            f"plugin {partial!r}: models without a migration: {partial}_tags"
+            f" (run: powerstrip plugins {make.format(partial)}",
+        ]
+    )
+    assert (
+        error == f"Error: 2 migration problem(s); {int(enabled.split()[0]) + 2} enabled, {disabled}"
+    )
+
+
+def test_check_reports_a_broken_revision_graph(
+    installer: Installer, env: dict[str, str], tmp_path: Path
+) -> None:
+    models_plugin(installer, tmp_path, revision="loop")  # a revision that revises itself
+    result = invoke("check")
+    assert result.exit_code == 1
+    [problem, error] = result.output.splitlines()
+    assert problem.startswith("migrations cannot be read: ")
+    assert "loop" in problem
+    assert error.startswith("Error: 1 migration problem(s); ")
 
 
 def test_config_redacts_secrets(

@@ -31,7 +31,7 @@ def _installed() -> None:
 def test_discovered_from_its_own_distribution(app: Flask) -> None:
     record = app.extensions["powerstrip.plugins"]["hello"]
     assert (record.state, record.distribution, record.version) == ("enabled", DISTRIBUTION, "0.1.0")
-    assert record.routes == 3
+    assert record.routes == 4
 
 
 def test_served_and_validated(migrated_app: Flask) -> None:
@@ -45,6 +45,9 @@ def test_served_and_validated(migrated_app: Flask) -> None:
     assert created.get_json()["id"] == 1
     listed = client.get("/api/v1/hello/greetings").get_json()
     assert [(row["id"], row["name"]) for row in listed] == [(1, "Bob")]
+    assert client.get("/api/v1/hello/greetings/by-id/1").get_json()["name"] == "Bob"
+    missing = client.get("/api/v1/hello/greetings/by-id/2")
+    assert (missing.status_code, missing.get_json()["detail"]) == (404, "No such greeting.")
     invalid = client.post("/api/v1/hello/greetings", json={})
     assert invalid.status_code == 422
     assert invalid.get_json()["errors"] == {"name": ["Missing data for required field."]}
@@ -65,6 +68,8 @@ def test_documented_in_openapi(client) -> None:  # type: ignore[no-untyped-def]
         "description": "Greets people: an example third-party plugin.",
     } in spec["tags"]
     assert "Greeting" in spec["components"]["schemas"]
+    by_id = spec["paths"]["/api/v1/hello/greetings/by-id/{greeting_id}"]["get"]
+    assert by_id["responses"]["404"] == {"$ref": "#/components/responses/NOT_FOUND"}
 
 
 def test_configurable_through_the_environment(

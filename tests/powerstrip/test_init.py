@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import powerstrip
 
@@ -59,3 +61,11 @@ def test_import_is_light_and_never_loads_the_host() -> None:
     )
     assert "powerstrip" in loaded
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_plugin_guide_lists_exactly_the_exported_names() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    section = guide.split("## The SDK: `powerstrip`", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \| \S", section, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(powerstrip.__all__)
+    assert len(listed) == len(set(listed))

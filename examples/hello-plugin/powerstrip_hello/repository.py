@@ -24,6 +24,10 @@ class GreetingRepository:
         self._session.flush()
         return record
 
+    def get(self, greeting_id: int) -> GreetingRecord | None:
+        """A greeting by id."""
+        return self._session.get(GreetingRecord, greeting_id)
+
     def latest(self, limit: int) -> Sequence[GreetingRecord]:
         """The most recent greetings, newest first."""
         query = select(GreetingRecord).order_by(GreetingRecord.id.desc()).limit(limit)

@@ -77,6 +77,13 @@ class GreetingLog:
             self._events.publish(Greeted(greeting_id=stored.id, name=stored.name))
         return stored
 
+    def get(self, greeting_id: int) -> GreetingRecord:
+        """A stored greeting, or a 404 problem."""
+        record = self._repository.get(greeting_id)
+        if record is None:
+            raise Problem(404, "No such greeting.")
+        return record
+
     def latest(self, limit: int = 20) -> Sequence[GreetingRecord]:
         """The most recent stored greetings."""
         return self._repository.latest(limit)

@@ -29,6 +29,14 @@ def create_greeting(body: dict[str, Any], log: GreetingLog) -> GreetingRecord:
     return log.record(body["name"])
 
 
+@blueprint.route("/greetings/by-id/<int:greeting_id>", methods=["GET"])
+@blueprint.response(200, StoredGreetingSchema)
+@blueprint.alt_response(404, response="NOT_FOUND")
+def stored_greeting(greeting_id: int, log: GreetingLog) -> GreetingRecord:
+    """A stored greeting."""
+    return log.get(greeting_id)
+
+
 @blueprint.route("/greetings", methods=["GET"])
 @blueprint.response(200, StoredGreetingSchema(many=True))
 def list_greetings(log: GreetingLog) -> Sequence[GreetingRecord]:

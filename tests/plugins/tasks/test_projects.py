@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask import Flask
+
 from tests.plugins.tasks.conftest import PROJECTS, People
 
 
@@ -129,3 +131,42 @@ def test_anonymous_and_scopeless_callers(people: People) -> None:
     response = people.alice.client.get(PROJECTS, headers={"X-API-Key": key})
     assert response.status_code == 403
     assert "tasks:use" in response.get_json()["detail"]
+
+
+def test_only_existing_principals_become_members(people: People, migrated_app: Flask) -> None:
+    project = people.owner.project()
+    members = f"{PROJECTS}/{project}/members"
+    for phantom in ("999999999", "not-a-user", "9" * 40):
+        response = people.owner.put(f"{members}/{phantom}", {"role": "viewer"})
+        assert response.status_code == 422, phantom
+        assert response.get_json()["errors"] == {"member": ["No such principal."]}
+    # A deactivated user is no principal either.
+    admin = {"Authorization": f"Bearer {people.owner.token}"}
+    deactivated = people.owner.client.patch(
+        f"/api/v1/accounts/users/{people.bob.user_id}", json={"is_active": False}, headers=admin
+    )
+    assert deactivated.status_code == 200
+    assert (
+        people.owner.put(f"{members}/{people.bob.user_id}", {"role": "viewer"}).status_code == 422
+    )
+    listed = people.owner.get(members).get_json()
+    assert [m["principal"] for m in listed] == [people.owner.user_id]
+
+
+def test_membership_is_published_for_other_plugins(people: People, migrated_app: Flask) -> None:
+    from flask_injector import RequestScope  # noqa: PLC0415
+
+    from plugins.tasks.contracts import ProjectMembership  # noqa: PLC0415
+    from powerstrip.cli import INJECTOR  # noqa: PLC0415
+
+    project = people.owner.project()
+    people.owner.put(f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "viewer"})
+    injector = migrated_app.extensions[INJECTOR]
+    with migrated_app.test_request_context():
+        injector.get(RequestScope).prepare()
+        membership = injector.get(ProjectMembership)
+        assert isinstance(membership, ProjectMembership)
+        assert membership.is_member(people.alice.user_id, project)
+        assert not membership.is_member(people.bob.user_id, project)
+        assert membership.members(project) == {people.owner.user_id, people.alice.user_id}
+        assert membership.members(project + 1000) == frozenset()

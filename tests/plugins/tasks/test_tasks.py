@@ -248,5 +248,9 @@ def test_purge_done(people: People, migrated_app: Flask) -> None:
     assert "deleted 1 done task(s)" in purged.output
     assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Still open"]
     assert people.owner.get(f"{PROJECTS}/{project}/tasks/{task['id']}").status_code == 404
+    # The command publishes the same event as deleting through the API (after its commit).
+    latest = people.owner.get(f"{PROJECTS}/{project}/activity").get_json()[0]
+    assert (latest["kind"], latest["actor"]) == ("task.deleted", "system")
+    assert latest["detail"] == {"task_id": task["id"]}
     bad = runner.invoke(args=["tasks", "purge-done", "--older-than", "soon"])
     assert bad.exit_code == 2
