@@ -59,9 +59,13 @@ def init_app(
     """Authenticate every request before its view with the plugins' authenticators."""
     if not authenticators:
         return  # every request is anonymous
+    headers = [(authenticator, authenticator.credentials) for authenticator in authenticators]
 
     def authenticate() -> None:
-        for authenticator in authenticators:
+        sent = request.headers
+        for authenticator, names in headers:
+            if not any(name in sent for name in names):
+                continue  # no credentials for it: not even built
             # Building it takes the injector's lock briefly; its I/O runs outside.
             principal = inj.get(authenticator).authenticate(request)
             if principal is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from flask import Request, has_request_context, request
 from flask_smorest import Blueprint
@@ -124,13 +124,17 @@ ANONYMOUS = Principal()
 class Authenticator(Protocol):
     """Turns a request's credentials into a :class:`Principal`; a plugin contributes it.
 
-    List the class in ``Plugin(authenticators=[TokenAuthenticator])``; the injector builds it
-    for each request (bind it ``request_scope`` in your module when it holds a ``Session``).
-    The host calls ``authenticate`` once per request, before the view, outside the injector's
-    lock; the first answer that is not None wins. Return None when the request carries no
-    credentials this authenticator understands, :meth:`Principal.refused` when it carries bad
-    ones. Side effects (a key's last use) belong here too, never in an injector provider.
+    List the class in ``Plugin(authenticators=[TokenAuthenticator])`` and name the request
+    headers it reads in ``credentials``. For a request carrying one of them, the injector builds
+    it (bind it ``request_scope`` in your module when it holds a ``Session``) and the host calls
+    ``authenticate``, before the view and outside the injector's lock; the first answer that is
+    not None wins. A request carrying none of them costs it nothing. Return None when the
+    credentials are not for this authenticator, :meth:`Principal.refused` when they are bad.
+    Side effects (a key's last use) belong here too, never in an injector provider.
     """
+
+    credentials: ClassVar[tuple[str, ...]]
+    """The request headers that carry this authenticator's credentials."""
 
     def authenticate(self, request: Request) -> Principal | None:
         """The request's principal, or None if its credentials are not for this one."""

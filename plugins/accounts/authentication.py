@@ -7,6 +7,7 @@ and outside the injector, so the look-ups here never hold other requests up.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import ClassVar
 
 from flask import Request
 from injector import inject
@@ -17,6 +18,7 @@ from plugins.accounts.roles import ALL_SCOPES, RoleScopes
 from plugins.accounts.tokens import AccessTokens, TokenError, same_digest, split_api_key
 from powerstrip import API_KEY_HEADER, Clock, Principal, UnitOfWork
 
+AUTHORIZATION = "Authorization"
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 BEARER_USAGE = "Use 'Authorization: Bearer <access token>'."
 REVOKED_TOKEN = "The access token was revoked."  # noqa: S105 - a message, not a secret
@@ -25,6 +27,8 @@ REFUSED_KEY = "The API key is invalid or revoked."
 
 class AccountsAuthenticator:
     """A bearer access token or an API key -> the caller; no credentials -> None."""
+
+    credentials: ClassVar[tuple[str, ...]] = (AUTHORIZATION, API_KEY_HEADER)
 
     @inject
     def __init__(
@@ -43,7 +47,7 @@ class AccountsAuthenticator:
 
     def authenticate(self, request: Request) -> Principal | None:
         """The principal of the request's bearer token or API key (refused: with the reason)."""
-        authorization = request.headers.get("Authorization", "")
+        authorization = request.headers.get(AUTHORIZATION, "")
         if authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():

@@ -7,6 +7,7 @@ These tests serve real HTTP from one gunicorn process with 4 threads on PostgreS
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ class SlowStore:
 
 class SlowAuthenticator:
     '''A credential store that takes {wait} s to answer (a remote directory, say).'''
+
+    credentials = ("X-Slow-Token",)
 
     @inject
     def __init__(self, store: SlowStore) -> None:
@@ -167,6 +170,8 @@ class Unbound(Protocol):
 
 
 class NeedsUnbound:
+    credentials = ("X-Gate",)
+
     @inject
     def __init__(self, dependency: Unbound) -> None:
         self.dependency = dependency
@@ -215,3 +220,42 @@ def me(principal: Principal):
 def secret():
     return {{}}
 """
+
+
+COUNTED = """
+from powerstrip import Principal
+
+BUILT = []
+
+
+class HeaderAuthenticator:
+    credentials = ("X-Counted",)
+
+    def __init__(self) -> None:
+        BUILT.append(self)
+
+    def authenticate(self, request):
+        return Principal.of(request.headers["X-Counted"], "header")
+
+
+@blp.route("/me")
+@blp.response(200)
+def me(principal: Principal):
+    return {{"kind": principal.kind, "subject": principal.subject}}
+"""
+
+
+def test_requests_without_its_credentials_never_build_an_authenticator(
+    installer: Installer, make_app: AppFactory
+) -> None:
+    package = installer.install(
+        "counted", plugin_source("counted", COUNTED, authenticators="[HeaderAuthenticator]")
+    )
+    client = make_app(PLUGINS=["counted"]).test_client()
+    built = sys.modules[package].BUILT
+    before = len(built)  # startup builds it once, to check its dependencies
+    assert client.get("/api/v1/counted/me").get_json() == {"kind": "anonymous", "subject": None}
+    assert len(built) == before
+    answer = client.get("/api/v1/counted/me", headers={"X-Counted": "ann"}).get_json()
+    assert answer == {"kind": "header", "subject": "ann"}
+    assert len(built) == before + 1
