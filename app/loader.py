@@ -183,7 +183,28 @@ def _import(entry_point: metadata.EntryPoint) -> Plugin | str:
         return f"declares name {value.name!r} but its entry point is named {entry_point.name!r}"
     if value.migrations is not None and not Path(value.migrations).is_dir():
         return f"migrations directory {str(value.migrations)!r} does not exist"
-    return value
+    return _authenticator_problem(value) or value
+
+
+def _authenticator_problem(plugin: Plugin) -> str | None:
+    """Why one of the plugin's authenticators breaks the contract, if one does."""
+    for authenticator in plugin.authenticators:
+        name = getattr(authenticator, "__name__", repr(authenticator))
+        credentials = getattr(authenticator, "credentials", None)
+        if not isinstance(authenticator, type) or not callable(
+            getattr(authenticator, "authenticate", None)
+        ):
+            return f"authenticator {name} is not a class with an authenticate(request) method"
+        if (
+            not isinstance(credentials, tuple)
+            or not credentials
+            or not all(isinstance(header, str) and header for header in credentials)
+        ):
+            return (
+                f"authenticator {name} must name the headers carrying its credentials: "
+                'credentials = ("Authorization",)'
+            )
+    return None
 
 
 def _settings(plugin: Plugin, section: Mapping[str, Any], environment: str) -> object | str | None:

@@ -7,6 +7,7 @@ These tests serve real HTTP from one gunicorn process with 4 threads on PostgreS
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -259,3 +260,33 @@ def test_requests_without_its_credentials_never_build_an_authenticator(
     answer = client.get("/api/v1/counted/me", headers={"X-Counted": "ann"}).get_json()
     assert answer == {"kind": "header", "subject": "ann"}
     assert len(built) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("declaration", "reason"),
+    [
+        ("credentials = None", "must name the headers carrying its credentials"),
+        ("credentials = ()", "must name the headers carrying its credentials"),
+        ("credentials = ('',)", "must name the headers carrying its credentials"),
+        ("authenticate = None", "is not a class with an authenticate(request) method"),
+    ],
+)
+def test_an_authenticator_must_follow_the_contract(
+    installer: Installer, make_app: AppFactory, declaration: str, reason: str
+) -> None:
+    from app import PluginError  # noqa: PLC0415
+
+    body = f"""
+class Broken:
+    credentials = ("X-Broken",)
+
+    def authenticate(self, request):
+        return None
+
+    {declaration}
+"""
+    installer.install("broken", plugin_source("broken", body, authenticators="[Broken]"))
+    with pytest.raises(
+        PluginError, match=rf"^plugin .broken.: authenticator Broken {re.escape(reason)}"
+    ):
+        make_app()
