@@ -135,5 +135,8 @@ def make_migrations(name: str, message: str) -> None:
         raise click.ClickException(f"plugin {name!r} is not enabled")
     try:
         click.echo(f"created {make_revision(app, record, message)}")
+    except CommandError as exc:  # Alembic's refusals: say them in one line, with the way out
+        hint = " (run: powerstrip db upgrade)" if "not up to date" in str(exc) else ""
+        raise click.ClickException(f"{exc}{hint}") from None
     finally:
         app.extensions[DATABASE].engine.dispose()

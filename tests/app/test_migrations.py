@@ -278,6 +278,20 @@ def test_makemigrations_refuses_a_plugin_installed_non_editable(
     assert f"run uv pip install -e {project}\n" in again.output
 
 
+def test_makemigrations_on_a_database_not_up_to_date_says_what_to_run(
+    installer: Installer, tmp_path: Path, instance_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, versions = notes_plugin(installer, tmp_path)
+    monkeypatch.setenv("POWERSTRIP_ENVIRONMENT", "testing")
+    monkeypatch.setenv("POWERSTRIP_INSTANCE_PATH", str(instance_path))
+    result = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "create notes"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: Target database is not up to date. (run: powerstrip db upgrade)\n"
+    )
+    assert list(versions.iterdir()) == []
+
+
 def test_project_of_an_unknown_distribution_is_a_placeholder() -> None:
     assert project_of(None) == "<path to its project>"
     assert project_of(f"no-such-distribution-{uuid.uuid4().hex}") == "<path to its project>"

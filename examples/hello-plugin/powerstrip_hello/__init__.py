@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from powerstrip import Plugin
+
 from powerstrip_hello.cli import commands
 from powerstrip_hello.module import HelloModule
 from powerstrip_hello.settings import HelloSettingsSchema

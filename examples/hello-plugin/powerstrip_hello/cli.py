@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-
 from powerstrip import injected
+
 from powerstrip_hello.service import GreetingService
 
 commands = click.Group("hello", help="Greetings from the command line.")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from powerstrip import Model, UtcDateTime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
-
-from powerstrip import Model, UtcDateTime
 
 
 class GreetingRecord(Model):

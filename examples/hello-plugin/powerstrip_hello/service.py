@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from injector import inject
-
 from powerstrip import Clock, EventBus, Problem, UnitOfWork
+
 from powerstrip_hello.models import GreetingRecord
 from powerstrip_hello.repository import GreetingRepository
 from powerstrip_hello.settings import HelloSettings
