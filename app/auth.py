@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import injector
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from powerstrip.auth import (
     API_KEY_SCHEME,
@@ -73,3 +73,15 @@ def init_app(
                 return
 
     app.before_request(authenticate)
+
+    def no_store_for_credentials(response: Response) -> Response:
+        # An answer to a request that carried credentials is the caller's own: no shared
+        # cache may keep it, unless the view chose a Cache-Control of its own.
+        sent = request.headers
+        if "Cache-Control" not in response.headers and any(
+            name in sent for _, names in headers for name in names
+        ):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.after_request(no_store_for_credentials)

@@ -6,6 +6,7 @@ Exception tree::
      +-- werkzeug HTTPException      any HTTP error (abort(404), RateLimitExceeded, ...)
      |    +-- Problem                an HTTP error with a specific type, detail and errors
      +-- SQLAlchemy connection errors the database is unreachable: 503 with Retry-After
+     +-- IntegrityError              a unique or foreign-key constraint refused the write: 409
      +-- StaleDataError              an optimistic-concurrency conflict (version_id_col): 409
      +-- anything else               a bug: logged with its traceback, answered with a bare 500
 """
@@ -34,6 +35,10 @@ DATABASE_UNAVAILABLE = (
     sqlalchemy.exc.DisconnectionError,
 )
 VALIDATION_ERROR_TYPE = "urn:powerstrip:problem:validation-error"
+CONFLICT_DETAIL = (
+    "The request conflicts with the current state of the resource: it already exists, or it "
+    "refers to something that no longer does."
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +178,12 @@ def handle_unexpected_exception(error: Exception) -> Response:
             detail="The database is unavailable; try again shortly.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if isinstance(error, sqlalchemy.exc.IntegrityError):
+        # A race the service's own check could not see (two creates of one unique value at
+        # once) or a reference to something already gone. The unit of work rolled back; the
+        # constraint's name and the SQL stay in the log.
+        log.warning("integrity conflict", exc_info=error, extra={"path": request.path})
+        return problem_response(409, detail=CONFLICT_DETAIL)
     if isinstance(error, StaleDataError):
         return problem_response(
             409, detail="The resource was changed by someone else; reload it and try again."

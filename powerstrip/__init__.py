@@ -29,6 +29,7 @@ from powerstrip.http import (
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENT_REPLAYED_HEADER,
     IF_MATCH_HEADER,
+    NO_STORE_HEADERS,
     REQUEST_ID_HEADER,
 )
 from powerstrip.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
@@ -40,6 +41,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENT_REPLAYED_HEADER",
     "IF_MATCH_HEADER",
+    "NO_STORE_HEADERS",
     "REQUEST_ID_HEADER",
     "Authenticator",
     "Caller",

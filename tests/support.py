@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from powerstrip import Problem
@@ -62,6 +63,16 @@ def make_probe_blueprint() -> Blueprint:
     def stale() -> None:
         """Lose an optimistic-concurrency race."""
         raise StaleDataError("UPDATE statement on table 'x' expected to update 1 row(s)")
+
+    @blp.route("/integrity")
+    @blp.response(200)
+    def integrity() -> None:
+        """Lose a uniqueness race the service could not see."""
+        raise IntegrityError(
+            "INSERT INTO accounts_users (email) VALUES (?)",
+            {"email": "ann@example.com"},
+            Exception("UNIQUE constraint failed: accounts_users.email"),
+        )
 
     @blp.route("/boom")
     @blp.response(200)

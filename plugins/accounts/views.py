@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from flask import request
 from flask_smorest import Blueprint
@@ -29,7 +29,10 @@ from plugins.accounts.schemas import (
 )
 from plugins.accounts.settings import AccountsSettings
 from plugins.accounts.users import UserService
-from powerstrip import Principal, Problem, requires
+from powerstrip import NO_STORE_HEADERS, Principal, Problem, requires
+
+T = TypeVar("T")
+Secret = tuple[T, int, Mapping[str, str]]  # a body no cache may keep, its status, its headers
 
 ADMIN = "accounts:admin"
 SELF = "accounts:self"
@@ -37,22 +40,32 @@ SELF = "accounts:self"
 blueprint = Blueprint("accounts", __name__, description="Users, tokens and API keys")
 
 
+NOT_STORED = {
+    "Cache-Control": {
+        "description": "no-store: no cache may keep tokens",
+        "schema": {"type": "string"},
+    },
+    "Pragma": {"description": "no-cache (for HTTP/1.0 caches)", "schema": {"type": "string"}},
+}
+
+
 @blueprint.route("/tokens", methods=["POST"])
 @blueprint.arguments(LoginSchema)
-@blueprint.response(200, TokenPairSchema)
+@blueprint.response(200, TokenPairSchema, headers=NOT_STORED)
 @blueprint.alt_response(401, response="UNAUTHORIZED")
-def login(credentials: dict[str, Any], auth: AuthService) -> TokenPair:
+def login(credentials: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
     """Log in with email and password: an access token and a refresh token."""
-    return auth.login(credentials["email"], credentials["password"], request.remote_addr or "-")
+    pair = auth.login(credentials["email"], credentials["password"], request.remote_addr or "-")
+    return pair, 200, NO_STORE_HEADERS
 
 
 @blueprint.route("/tokens/refresh", methods=["POST"])
 @blueprint.arguments(RefreshSchema)
-@blueprint.response(200, TokenPairSchema)
+@blueprint.response(200, TokenPairSchema, headers=NOT_STORED)
 @blueprint.alt_response(401, response="UNAUTHORIZED")
-def refresh(body: dict[str, Any], auth: AuthService) -> TokenPair:
+def refresh(body: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
     """Trade a refresh token for new tokens (it dies; reusing it revokes its session)."""
-    return auth.refresh(body["refresh_token"])
+    return auth.refresh(body["refresh_token"]), 200, NO_STORE_HEADERS
 
 
 @blueprint.route("/tokens", methods=["DELETE"])

@@ -243,6 +243,12 @@ class HeaderAuthenticator:
 @blp.response(200)
 def me(principal: Principal):
     return {{"kind": principal.kind, "subject": principal.subject}}
+
+
+@blp.route("/cached")
+@blp.response(200)
+def cached():
+    return {{}}, 200, {{"Cache-Control": "private, max-age=60"}}
 """
 
 
@@ -290,3 +296,19 @@ class Broken:
         PluginError, match=rf"^plugin .broken.: authenticator Broken {re.escape(reason)}"
     ):
         make_app()
+
+
+def test_answers_to_requests_with_credentials_are_not_stored_by_caches(
+    installer: Installer, make_app: AppFactory
+) -> None:
+    installer.install(
+        "counted", plugin_source("counted", COUNTED, authenticators="[HeaderAuthenticator]")
+    )
+    client = make_app(PLUGINS=["counted"]).test_client()
+    credentials = {"X-Counted": "ann"}
+    assert client.get("/api/v1/counted/me", headers=credentials).headers["Cache-Control"] == (
+        "no-store"
+    )
+    assert "Cache-Control" not in client.get("/api/v1/counted/me").headers  # anonymous
+    kept = client.get("/api/v1/counted/cached", headers=credentials)
+    assert kept.headers["Cache-Control"] == "private, max-age=60"  # the view's own choice

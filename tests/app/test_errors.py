@@ -161,6 +161,14 @@ def test_flatten_keeps_every_message(messages: object) -> None:
     assert all(isinstance(m, str) for msgs in flat.values() for m in msgs)
 
 
+def test_integrity_conflict_is_a_409_that_names_no_internals(client: FlaskClient) -> None:
+    response = client.get("/api/probe/integrity")
+    body = assert_problem(response, 409)
+    assert "already exists" in body["detail"]
+    for internal in ("accounts_users", "UNIQUE", "INSERT", "email", "constraint failed"):
+        assert internal not in response.get_data(as_text=True), internal
+
+
 def test_optimistic_concurrency_conflict_is_409(client: FlaskClient) -> None:
     body = assert_problem(client.get("/api/probe/stale"), 409)
     assert "changed by someone else" in body["detail"]

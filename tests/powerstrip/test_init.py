@@ -27,6 +27,7 @@ def test_exported_names() -> None:
         "IDEMPOTENT_REPLAYED_HEADER",
         "IF_MATCH_HEADER",
         "Model",
+        "NO_STORE_HEADERS",
         "Plugin",
         "PluginContext",
         "PluginInfo",

@@ -244,3 +244,24 @@ def test_wrong_authorization_scheme(api: Api) -> None:
     response = api.client.get(ME, headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
     assert response.status_code == 401
     assert "Bearer" in response.get_json()["detail"]
+
+
+def test_token_answers_are_never_cached(api: Api) -> None:
+    login = api.client.post(
+        "/api/v1/accounts/tokens", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    refreshed = api.client.post(
+        "/api/v1/accounts/tokens/refresh",
+        json={"refresh_token": login.get_json()["refresh_token"]},
+    )
+    for response in (login, refreshed):
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Pragma"] == "no-cache"
+    spec = api.client.get("/api/openapi.json").get_json()["paths"]["/api/v1/accounts/tokens"]
+    assert set(spec["post"]["responses"]["200"]["headers"]) == {"Cache-Control", "Pragma"}
+    created = api.client.post(
+        "/api/v1/accounts/api-keys", json={"name": "ci"}, headers=api.admin_headers()
+    )
+    assert created.status_code == 201
+    assert created.headers["Cache-Control"] == "no-store"  # the key is shown only now

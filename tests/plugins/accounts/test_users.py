@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from tests.conftest import AppFactory, upgrade
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, PASSWORD, Api
+from tests.services import temporary_postgres_database
 
 USERS = "/api/v1/accounts/users"
 
@@ -137,3 +139,38 @@ def test_registration_when_open(make_app: AppFactory) -> None:
         "/api/v1/accounts/tokens", json={"email": "jo@example.com", "password": PASSWORD}
     )
     assert login.status_code == 200
+
+
+def test_concurrent_registrations_of_one_email_on_postgres(make_app: AppFactory) -> None:
+    """The service's check cannot see a create racing it; the unique index can: 409, not 500."""
+    with temporary_postgres_database() as url:
+        app = make_app(
+            DATABASE_URL=url, DATABASE_POOL_SIZE=10, accounts={"REGISTRATION_OPEN": True}
+        )
+        upgrade(app)
+        writers = 8
+        start = threading.Barrier(writers)
+        statuses: list[int] = []
+
+        def register() -> None:
+            client = app.test_client()
+            start.wait(10)
+            response = client.post(
+                "/api/v1/accounts/register",
+                json={"email": "Race@Example.com", "password": PASSWORD},
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 409:
+                assert "accounts_users" not in response.get_data(as_text=True)
+
+        threads = [threading.Thread(target=register) for _ in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(statuses) == [201] + [409] * (writers - 1)
+        listed = app.test_client().post(
+            "/api/v1/accounts/tokens", json={"email": "race@example.com", "password": PASSWORD}
+        )
+        assert listed.status_code == 200  # the one account that was created works
+        app.extensions["powerstrip.database"].engine.dispose()
