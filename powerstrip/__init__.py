@@ -33,7 +33,7 @@ from powerstrip.http import (
     REQUEST_ID_HEADER,
 )
 from powerstrip.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
-from powerstrip.problems import Problem
+from powerstrip.problems import Problem, problem_responses
 
 __all__ = [
     "API_KEY_HEADER",
@@ -60,6 +60,7 @@ __all__ = [
     "UnitOfWork",
     "UtcDateTime",
     "injected",
+    "problem_responses",
     "request_scope",
     "requires",
     "settings_environment",

@@ -6,12 +6,15 @@ id; plugins never build error responses themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
+from typing import Any, TypeVar
 
+from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 Errors = Mapping[str, Sequence[str]]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Problem(HTTPException):
@@ -48,3 +51,14 @@ class Problem(HTTPException):
             f"{field}: {' '.join(messages)}" for field, messages in (self.errors or {}).items()
         )
         return f"{self.description or self.title} {details}".strip()
+
+
+def problem_responses(*statuses: int) -> Callable[[F], F]:
+    """Document the problems an operation can answer with: ``@problem_responses(404, 412)``.
+
+    Each refers to the host's shared response of that status (an RFC 9457 problem document).
+    ``requires`` documents 401/403 itself, ``@blp.arguments`` 422, the host 429 everywhere.
+    """
+    responses = {str(status): HTTPStatus(status).name for status in statuses}
+    decorate: Callable[[F], F] = Blueprint.doc(responses=responses)
+    return decorate

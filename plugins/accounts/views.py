@@ -29,7 +29,7 @@ from plugins.accounts.schemas import (
 )
 from plugins.accounts.settings import AccountsSettings
 from plugins.accounts.users import UserService
-from powerstrip import NO_STORE_HEADERS, Principal, Problem, requires
+from powerstrip import NO_STORE_HEADERS, Principal, Problem, problem_responses, requires
 
 T = TypeVar("T")
 Secret = tuple[T, int, Mapping[str, str]]  # a body no cache may keep, its status, its headers
@@ -80,6 +80,7 @@ def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> Non
 @blueprint.route("/register", methods=["POST"])
 @blueprint.arguments(RegistrationSchema)
 @blueprint.response(201, UserSchema)
+@problem_responses(403, 409)
 def register(body: dict[str, Any], users: UserService, settings: AccountsSettings) -> User:
     """Create one's own account (only when registration is open)."""
     if not settings.REGISTRATION_OPEN:
@@ -111,6 +112,7 @@ def list_users(
 @blueprint.arguments(NewUserSchema)
 @blueprint.response(201, UserSchema)
 @requires(ADMIN)
+@problem_responses(409)
 def create_user(body: dict[str, Any], users: UserService) -> User:
     """Create a user."""
     return users.create(body["email"], body["password"], body["role"])
@@ -137,6 +139,7 @@ def change_password(body: dict[str, Any], users: UserService, principal: Princip
 @blueprint.route("/users/<int:user_id>", methods=["GET"])
 @blueprint.response(200, UserSchema)
 @requires(ADMIN)
+@problem_responses(404)
 def user(user_id: int, users: UserService) -> User:
     """One user."""
     return users.get(user_id)
@@ -146,6 +149,7 @@ def user(user_id: int, users: UserService) -> User:
 @blueprint.arguments(UserUpdateSchema)
 @blueprint.response(200, UserSchema)
 @requires(ADMIN)
+@problem_responses(404)
 def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
     """Change a user's role, deactivate or reactivate it."""
     return users.update(user_id, role=body.get("role"), is_active=body.get("is_active"))
@@ -173,6 +177,7 @@ def list_api_keys(keys: ApiKeyService, principal: Principal) -> Sequence[ApiKey]
 @blueprint.route("/api-keys/<int:key_id>", methods=["DELETE"])
 @blueprint.response(204)
 @requires(SELF)
+@problem_responses(404)
 def revoke_api_key(key_id: int, keys: ApiKeyService, principal: Principal) -> None:
     """Revoke an API key."""
     keys.revoke(principal.require(SELF), key_id)

@@ -34,6 +34,7 @@ from powerstrip import (
     IDEMPOTENT_REPLAYED_HEADER,
     IF_MATCH_HEADER,
     Principal,
+    problem_responses,
     requires,
 )
 
@@ -99,6 +100,7 @@ def list_projects(
 @blueprint.route("/projects/<int:project_id>", methods=["GET"])
 @blueprint.response(200, ProjectSchema)
 @requires(USE)
+@problem_responses(404)
 def project(project_id: int, projects: ProjectService, principal: Principal) -> Response:
     """A project (members only; others get 404)."""
     found = projects.get(principal, project_id)
@@ -110,6 +112,7 @@ def project(project_id: int, projects: ProjectService, principal: Principal) -> 
 @blueprint.response(200, ProjectSchema)
 @blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
+@problem_responses(404, 412, 428)
 def update_project(
     body: dict[str, Any], project_id: int, projects: ProjectService, principal: Principal
 ) -> Response:
@@ -122,6 +125,7 @@ def update_project(
 @blueprint.response(204)
 @blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
+@problem_responses(404, 412, 428)
 def delete_project(project_id: int, projects: ProjectService, principal: Principal) -> None:
     """Delete a project and its tasks (owners; If-Match required)."""
     projects.delete(principal, project_id, request.headers.get(IF_MATCH_HEADER))
@@ -130,6 +134,7 @@ def delete_project(project_id: int, projects: ProjectService, principal: Princip
 @blueprint.route("/projects/<int:project_id>/members", methods=["GET"])
 @blueprint.response(200, MemberSchema(many=True))
 @requires(USE)
+@problem_responses(404)
 def members(project_id: int, projects: ProjectService, principal: Principal) -> Any:
     """A project's members."""
     return projects.members(principal, project_id)
@@ -139,6 +144,7 @@ def members(project_id: int, projects: ProjectService, principal: Principal) -> 
 @blueprint.arguments(MemberInSchema)
 @blueprint.response(200, MemberSchema)
 @requires(USE)
+@problem_responses(404, 409)
 def set_member(
     body: dict[str, Any],
     project_id: int,
@@ -153,6 +159,7 @@ def set_member(
 @blueprint.route("/projects/<int:project_id>/members/<string:member>", methods=["DELETE"])
 @blueprint.response(204)
 @requires(USE)
+@problem_responses(404, 409)
 def remove_member(
     project_id: int, member: str, projects: ProjectService, principal: Principal
 ) -> None:
@@ -165,6 +172,7 @@ def remove_member(
 @blueprint.response(201, TaskSchema)
 @blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @requires(USE)
+@problem_responses(404)
 def create_task(
     body: dict[str, Any], project_id: int, tasks: TaskService, principal: Principal
 ) -> Response:
@@ -178,6 +186,7 @@ def create_task(
 @blueprint.arguments(TaskQuerySchema, location="query")
 @blueprint.response(200, TaskSchema(many=True))
 @requires(USE)
+@problem_responses(404)
 def list_tasks(
     query: dict[str, Any], project_id: int, tasks: TaskService, principal: Principal
 ) -> Response:
@@ -208,6 +217,7 @@ def list_tasks(
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["GET"])
 @blueprint.response(200, TaskSchema)
 @requires(USE)
+@problem_responses(404)
 def task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> Response:
     """A task."""
     found = tasks.get(principal, project_id, task_id)
@@ -219,6 +229,7 @@ def task(project_id: int, task_id: int, tasks: TaskService, principal: Principal
 @blueprint.response(200, TaskSchema)
 @blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
+@problem_responses(404, 412, 428)
 def patch_task(
     body: dict[str, Any], project_id: int, task_id: int, tasks: TaskService, principal: Principal
 ) -> Response:
@@ -234,6 +245,7 @@ def patch_task(
 @blueprint.response(200, TaskSchema)
 @blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
+@problem_responses(404, 412, 428)
 def put_task(
     body: dict[str, Any], project_id: int, task_id: int, tasks: TaskService, principal: Principal
 ) -> Response:
@@ -248,6 +260,7 @@ def put_task(
 @blueprint.response(204)
 @blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
+@problem_responses(404, 412, 428)
 def delete_task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> None:
     """Delete a task (editors; If-Match required)."""
     tasks.delete(principal, project_id, task_id, request.headers.get(IF_MATCH_HEADER))
@@ -256,6 +269,7 @@ def delete_task(project_id: int, task_id: int, tasks: TaskService, principal: Pr
 @blueprint.route("/projects/<int:project_id>/activity", methods=["GET"])
 @blueprint.response(200, ActivitySchema(many=True))
 @requires(USE)
+@problem_responses(404)
 def activity(project_id: int, tasks: TaskService, principal: Principal) -> Any:
     """What happened in the project, newest first (committed work only)."""
     return tasks.activity(principal, project_id)

@@ -39,6 +39,7 @@ def test_exported_names() -> None:
         "UnitOfWork",
         "UtcDateTime",
         "injected",
+        "problem_responses",
         "request_scope",
         "requires",
         "settings_environment",

@@ -170,3 +170,15 @@ def test_membership_is_published_for_other_plugins(people: People, migrated_app:
         assert not membership.is_member(people.bob.user_id, project)
         assert membership.members(project) == {people.owner.user_id, people.alice.user_id}
         assert membership.members(project + 1000) == frozenset()
+
+
+def test_operations_document_the_problems_they_answer(migrated_app: Flask) -> None:
+    paths = migrated_app.test_client().get("/api/openapi.json").get_json()["paths"]
+    task = paths["/api/v1/tasks/projects/{project_id}/tasks/{task_id}"]
+    expected = {"404": "NOT_FOUND", "412": "PRECONDITION_FAILED", "428": "PRECONDITION_REQUIRED"}
+    for method in ("patch", "put", "delete"):
+        responses = task[method]["responses"]
+        for status, name in expected.items():
+            assert responses[status] == {"$ref": f"#/components/responses/{name}"}, method
+    member = paths["/api/v1/tasks/projects/{project_id}/members/{member}"]["put"]["responses"]
+    assert {"404", "409", "422"} <= set(member)
