@@ -33,7 +33,7 @@ PLUGIN = """
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from app import Plugin
+from powerstrip import Plugin
 
 blueprint = Blueprint("{name}", __name__, description="Generated plugin {name}")
 
@@ -100,9 +100,10 @@ app.create_app()
 print(time.perf_counter() - start)
 """
 
-# The plugin modules import the SDK (`app`), so both sides import it before the clock starts.
+# The plugin modules import the SDK (`powerstrip`), so both sides import it and the host before
+# the clock starts.
 TIME_BARE = """
-import gc, time, app, flask, flask_smorest, bare_app
+import gc, time, app, powerstrip, flask, flask_smorest, bare_app
 gc.collect()
 gc.freeze()
 start = time.perf_counter()
@@ -115,6 +116,8 @@ def first_party_blueprints() -> list[tuple[str, str, str]]:
     """The blueprints of the plugins installed in this environment, for the bare app."""
     known = {
         "health": ("plugins.health.views", "blueprint"),
+        "accounts": ("plugins.accounts.views", "blueprint"),
+        "tasks": ("plugins.tasks.views", "blueprint"),
         "hello": ("powerstrip_hello.views", "blueprint"),
     }
     installed = {ep.name for ep in metadata.entry_points(group="powerstrip.plugins")}

@@ -104,7 +104,7 @@ def test_a_failing_subscriber_does_not_starve_the_others(caplog: pytest.LogCaptu
 
     bus.subscribe(TaskEvent, broken)
     received = collect(bus, TaskEvent)
-    with caplog.at_level(logging.ERROR, logger="app.events"):
+    with caplog.at_level(logging.ERROR, logger="powerstrip.events"):
         bus.publish(TaskEvent(1))
     assert received == [TaskEvent(1)]
     [record] = caplog.records
