@@ -240,14 +240,18 @@ def install_injector(
                 ) from None
     needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
-    authenticators = [
+    resolve_views(app, inj, needs, authenticators(records))
+    return inj
+
+
+def authenticators(records: list[PluginRecord]) -> list[tuple[str, type[Authenticator]]]:
+    """(plugin, authenticator class) of every enabled plugin, in load order."""
+    return [
         (record.name, authenticator)
         for record in records
         if record.plugin is not None
         for authenticator in record.plugin.authenticators
     ]
-    resolve_views(app, inj, needs, authenticators)
-    return inj
 
 
 def check_tables(records: list[PluginRecord]) -> None:

@@ -110,7 +110,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     auth.init_app(
         app,
         app.extensions[INJECTOR],
-        [a for record in enabled if record.plugin for a in record.plugin.authenticators],
+        [authenticator for _, authenticator in composition.authenticators(enabled)],
     )
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:

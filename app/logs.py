@@ -17,7 +17,8 @@ from typing import Any, TextIO
 from flask import Flask, Response, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
-REQUEST_ID_HEADER = "X-Request-ID"
+from powerstrip.http import REQUEST_ID_HEADER
+
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 access_log = logging.getLogger("app.access")
