@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from http import HTTPStatus
 from importlib import metadata, resources
 from typing import Any
@@ -23,6 +24,19 @@ from flask_smorest import Api
 from app import errors
 from app.auth import security_schemes
 from app.loader import PluginError, PluginRecord
+from powerstrip.conditional import CONDITIONAL, READ_METHODS, WRITE_METHODS
+from powerstrip.http import (
+    ETAG_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+    IF_MATCH_HEADER,
+    IF_NONE_MATCH_HEADER,
+    LINK_HEADER,
+    PAGINATION_HEADER,
+    marks,
+)
+from powerstrip.idempotency import IDEMPOTENT
+from powerstrip.paging import PAGINATED
 from powerstrip.plugin import Plugin
 
 API_PREFIX = "/api"
@@ -92,6 +106,153 @@ class PluginOperationsPlugin(BasePlugin):
                 operation.get("responses", {}).pop(str(RATE_LIMITED.value), None)
 
 
+_PAGINATION_SCHEMA = {
+    "type": "object",
+    "description": "Paging metadata (JSON); page-number members or keyset members",
+    "properties": {
+        "page_size": {"type": "integer"},
+        "page": {"type": "integer"},
+        "total": {"type": "integer", "description": "Rows in all (keyset: with total=true)"},
+        "total_pages": {"type": "integer"},
+        "first_page": {"type": "integer"},
+        "last_page": {"type": "integer"},
+        "previous_page": {"type": "integer"},
+        "next_page": {"type": "integer"},
+        "next_cursor": {"type": ["string", "null"], "description": "null on the last page"},
+    },
+    "required": ["page_size"],
+}
+_HEADERS: dict[str, dict[str, Any]] = {
+    ETAG_HEADER: {"description": "The entity tag of the resource", "schema": {"type": "string"}},
+    PAGINATION_HEADER: {"description": "Paging metadata", "schema": _PAGINATION_SCHEMA},
+    LINK_HEADER: {
+        "description": "RFC 8288 links to the first, prev, next and last pages",
+        "schema": {"type": "string"},
+    },
+    IDEMPOTENT_REPLAYED_HEADER: {
+        "description": "`true` when this is the stored answer to an earlier request",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+
+def _header_parameter(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "in": "header",
+        "name": name,
+        "required": required,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _query_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"in": "query", "name": name, "schema": schema, "description": description}
+
+
+class HttpSemanticsPlugin(BasePlugin):
+    """Document what the SDK's ``@conditional``, ``@paginated`` and ``@idempotent`` add.
+
+    Each decorator marks its view (``powerstrip.http.marks``); this adds the parameters, the
+    problem responses and the response headers to the view's operation.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self._app = app
+
+    def operation_helper(
+        self,
+        path: str | None = None,  # noqa: ARG002 - apispec passes it by name
+        operations: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        endpoint = getattr(kwargs.get("rule"), "endpoint", None)
+        view = self._app.view_functions.get(endpoint) if endpoint else None
+        if view is None:
+            return
+        for method, operation in (operations or {}).items():
+            handler = getattr(getattr(view, "view_class", None), method, view)
+            self.document(method.upper(), operation, marks(handler))
+
+    @staticmethod
+    def document(method: str, operation: dict[str, Any], marked: Mapping[str, Any]) -> None:
+        """Add to ``operation`` (of ``method``) what the SDK marks on its view imply."""
+        parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
+        responses: dict[str, Any] = operation.setdefault("responses", {})
+        headers: list[str] = []
+        problems: list[HTTPStatus] = []
+        if marked.get(CONDITIONAL):
+            if method in READ_METHODS:
+                parameters.append(
+                    _header_parameter(
+                        IF_NONE_MATCH_HEADER, "Answer 304 with no body if the ETag still matches"
+                    )
+                )
+                responses["304"] = HTTPStatus.NOT_MODIFIED.name
+            if method in WRITE_METHODS:
+                parameters.append(
+                    _header_parameter(
+                        IF_MATCH_HEADER,
+                        "The ETag last read (strong comparison), or * for any version",
+                        required=True,
+                    )
+                )
+                problems += [HTTPStatus.PRECONDITION_FAILED, HTTPStatus.PRECONDITION_REQUIRED]
+            if method != "DELETE":
+                headers.append(ETAG_HEADER)
+        paging = marked.get(PAGINATED)
+        if paging:
+            parameters += _paging_parameters(paging)
+            headers += [PAGINATION_HEADER, LINK_HEADER]
+            problems.append(HTTPStatus.UNPROCESSABLE_ENTITY)
+        if marked.get(IDEMPOTENT):
+            parameters.append(
+                _header_parameter(
+                    IDEMPOTENCY_KEY_HEADER,
+                    "Repeat the request safely: the same key and request replay the first "
+                    "success; another request with the key answers 422; while the first "
+                    "runs, 409",
+                )
+            )
+            headers.append(IDEMPOTENT_REPLAYED_HEADER)
+            problems += [HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY]
+        for problem in problems:
+            responses.setdefault(str(problem.value), problem.name)
+        for status, response in responses.items():
+            if str(status).startswith("2") and isinstance(response, dict):
+                for header in headers:
+                    response.setdefault("headers", {})[header] = _HEADERS[header]
+        if not parameters:
+            del operation["parameters"]
+
+
+def _paging_parameters(paging: Mapping[str, Any]) -> list[dict[str, Any]]:
+    maximum, default = paging["max_page_size"], paging["default_page_size"]
+    parameters = [
+        _query_parameter(
+            "page", {"type": "integer", "minimum": 1, "default": 1}, "The page number"
+        ),
+        _query_parameter(
+            "page_size",
+            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+            f"Items per page (at most {maximum}; more is a 422 problem)",
+        ),
+    ]
+    if paging["keyset"]:
+        parameters += [
+            _query_parameter(
+                "cursor",
+                {"type": "string"},
+                "Keyset paging: empty for the first page, then the next_cursor of the last",
+            ),
+            _query_parameter(
+                "total", {"type": "boolean"}, "Keyset paging: also count the matching items"
+            ),
+        ]
+    return parameters
+
+
 class PowerstripApi(Api):  # type: ignore[misc]
     """flask-smorest's ``Api`` answering and documenting errors as RFC 9457 problems."""
 
@@ -102,7 +263,11 @@ class PowerstripApi(Api):  # type: ignore[misc]
         super().__init__(
             app,
             spec_kwargs={
-                "extra_plugins": [RateLimitResponsePlugin(), self.plugin_operations],
+                "extra_plugins": [
+                    RateLimitResponsePlugin(),
+                    HttpSemanticsPlugin(app),
+                    self.plugin_operations,
+                ],
                 "info": {"description": "A REST API composed of plugins."},
             },
         )

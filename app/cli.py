@@ -1,4 +1,4 @@
-"""Command line: ``flask config show`` and the ``powerstrip`` console script."""
+"""Command line: ``flask config show``, ``flask idempotency purge``, the ``powerstrip`` script."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from app import config
+from app.idempotency import IDEMPOTENCY, KeyStore
 
 config_command = AppGroup("config", help="Inspect the effective configuration.")
+idempotency_command = AppGroup("idempotency", help="The host's Idempotency-Key records.")
 
 
 @config_command.command("show")
@@ -19,6 +21,13 @@ def show_config() -> None:
     """Print the effective host configuration as JSON, secrets redacted."""
     host_config: config.HostConfig = current_app.extensions["powerstrip.config"]
     click.echo(json.dumps(config.redacted(config.as_dict(host_config)), indent=2))
+
+
+@idempotency_command.command("purge")
+def purge_idempotency_keys() -> None:
+    """Delete the expired Idempotency-Key records; print how many."""
+    store: KeyStore = current_app.extensions[IDEMPOTENCY]
+    click.echo(f"deleted {store.purge()} expired idempotency key(s)")
 
 
 def _create_app() -> Flask:

@@ -25,6 +25,7 @@ from powerstrip.cli import detached_environ
 from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
 from powerstrip.db import Model
 from powerstrip.events import EventBus
+from powerstrip.http import PASSES, marks
 from powerstrip.plugin import Plugin
 
 
@@ -91,7 +92,8 @@ def _passed_by_request(function: Callable[..., Any], url_arguments: set[str]) ->
         if name != "self" and parameter.kind is not inspect.Parameter.KEYWORD_ONLY
     ][:passed]
     paginated = {"pagination_parameters"} if "pagination" in apidoc else set()
-    return url_arguments | set(positional) | paginated
+    sdk = set(marks(function).get(PASSES, ()))  # @conditional's Precondition, @paginated's ...
+    return url_arguments | set(positional) | paginated | sdk
 
 
 def _function_view_needs(view: Callable[..., Any], url_arguments: set[str]) -> dict[str, Any]:

@@ -183,6 +183,21 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=0, max=10),
         metadata={"description": "Proxies in front whose X-Forwarded-* headers are trusted"},
     )
+    IDEMPOTENCY_KEY_TTL = ma.fields.Integer(
+        load_default=86400,
+        strict=True,
+        validate=ma.validate.Range(min=60),
+        metadata={"description": "Seconds an Idempotency-Key (and its answer) is kept"},
+    )
+    IDEMPOTENCY_LOCK_TIMEOUT = ma.fields.Integer(
+        load_default=300,
+        strict=True,
+        validate=ma.validate.Range(min=1),
+        metadata={
+            "description": "Seconds after which a retry may take over an unfinished request's "
+            "Idempotency-Key (its worker died)"
+        },
+    )
 
     @ma.validates_schema
     def _check_secret_key(self, data: dict[str, Any], **_: Any) -> None:
@@ -225,6 +240,8 @@ class HostConfig:
     PLUGIN_URL_PREFIX: str
     CORS_ORIGINS: tuple[str, ...]
     TRUSTED_PROXY_COUNT: int
+    IDEMPOTENCY_KEY_TTL: int
+    IDEMPOTENCY_LOCK_TIMEOUT: int
 
     @property
     def database_url(self) -> str:

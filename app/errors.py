@@ -7,7 +7,9 @@ Exception tree::
      |    +-- Problem                an HTTP error with a specific type, detail and errors
      +-- SQLAlchemy connection errors the database is unreachable: 503 with Retry-After
      +-- IntegrityError              a unique or foreign-key constraint refused the write: 409
-     +-- StaleDataError              an optimistic-concurrency conflict (version_id_col): 409
+     +-- DataError                   the database refused a value (too long, out of range): 422
+     +-- StaleDataError              an optimistic-concurrency conflict (a Versioned row): 412
+     |                               for a request with If-Match, else 409
      +-- anything else               a bug: logged with its traceback, answered with a bare 500
 """
 
@@ -24,10 +26,12 @@ from flask import Flask, Response, g, json, request
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from powerstrip.conditional import STALE
 from powerstrip.problems import Errors, Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+DATA_DETAIL = "A value is too long or out of range for what it is stored in; shorten or correct it."
 DATABASE_UNAVAILABLE = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -184,10 +188,15 @@ def handle_unexpected_exception(error: Exception) -> Response:
         # constraint's name and the SQL stay in the log.
         log.warning("integrity conflict", exc_info=error, extra={"path": request.path})
         return problem_response(409, detail=CONFLICT_DETAIL)
+    if isinstance(error, sqlalchemy.exc.DataError):
+        # A value the request carried that validation let through but the column cannot hold
+        # (a plugin's schema without the column's length): the client's input, not a crash.
+        log.warning("value refused by the database", exc_info=error, extra={"path": request.path})
+        return problem_response(422, detail=DATA_DETAIL)
     if isinstance(error, StaleDataError):
-        return problem_response(
-            409, detail="The resource was changed by someone else; reload it and try again."
-        )
+        # Another commit changed the row between our read (and its If-Match check) and our
+        # versioned UPDATE: the precondition no longer holds.
+        return problem_response(412 if request.if_match else 409, detail=STALE)
     log.error("unhandled exception", exc_info=error, extra={"path": request.path})
     return problem_response(500, detail=InternalServerError.description)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,18 @@ from app import (
     composition,
     config,
     errors,
+    idempotency,
     loader,
     logs,
     migrations,
     ratelimit,
     security,
 )
-from app.cli import config_command
+from app.cli import config_command, idempotency_command
 from app.db import DATABASE, Database, DatabaseModule, make_engine
 from app.loader import PluginError, PluginRecord
 from powerstrip.cli import INJECTOR
+from powerstrip.contracts import Clock
 from powerstrip.events import EventBus
 from powerstrip.plugin import PluginContext
 
@@ -68,6 +71,7 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     smorest = api.init_app(app)
     app.extensions[API] = smorest
     app.cli.add_command(config_command)
+    app.cli.add_command(idempotency_command)
 
     records, enabled = _discover(host_config, sections, excluded)
     api.document_security(smorest, enabled)
@@ -115,6 +119,14 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:
             record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))
+    # After authentication (keys are the caller's) and after every route exists.
+    idempotency.init_app(
+        app,
+        database,
+        app.extensions[INJECTOR].get(Clock),
+        ttl=timedelta(seconds=host_config.IDEMPOTENCY_KEY_TTL),
+        lock_timeout=timedelta(seconds=host_config.IDEMPOTENCY_LOCK_TIMEOUT),
+    )
     app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
 

@@ -1,10 +1,12 @@
 """Migrations through Flask-Migrate/Alembic: the host owns env.py, each plugin its versions.
 
 Every enabled plugin that declares ``Plugin.migrations`` has that directory on Alembic's
-``version_locations``; its revisions form a branch labelled with the plugin's name. So:
+``version_locations``; its revisions form a branch labelled with the plugin's name. The host's
+own tables (``host_...``) have their revisions in ``app/alembic/versions``, on the branch
+labelled ``host`` (a name no plugin may take). So:
 
-- ``flask db upgrade`` brings every enabled plugin to its head (``heads``, not ``head``:
-  there is one head per plugin);
+- ``flask db upgrade`` brings the host and every enabled plugin to its head (``heads``, not
+  ``head``: there is one head per branch);
 - ``flask plugins makemigrations NAME -m MSG`` autogenerates a revision for one plugin, in its
   own directory, comparing only its tables (the first one starts the plugin's branch and
   depends on the branches of the plugins it requires, for cross-plugin foreign keys);
@@ -42,7 +44,7 @@ from flask_migrate import Migrate
 from sqlalchemy.types import TypeDecorator
 
 from app.db import DATABASE, Database
-from app.loader import PluginRecord
+from app.loader import HOST_NAMESPACE, PluginRecord
 from powerstrip.db import Model
 
 MIGRATIONS = "powerstrip.migrations"
@@ -57,6 +59,12 @@ class MigrationSettings:
     plugins: tuple[str, ...]
     version_locations: tuple[str, ...]
 
+    def table_prefixes(self, only: str | None = None) -> tuple[str, ...]:
+        """The tables in scope: ``only``'s (a plugin, or ``host``), else the host's and every
+        enabled plugin's."""
+        names = [only] if only else [HOST_NAMESPACE, *self.plugins]
+        return tuple(f"{name}_" for name in names)
+
 
 @click.command("upgrade")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
@@ -65,7 +73,7 @@ class MigrationSettings:
 @click.argument("revision", default="heads")
 @with_appcontext
 def upgrade(sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str) -> None:
-    """Upgrade to a later version (default: every plugin's head)."""
+    """Upgrade to a later version (default: the head of the host's and every plugin's branch)."""
     flask_migrate.upgrade(revision=revision, sql=sql, tag=tag, x_arg=list(x_arg))
 
 
@@ -93,7 +101,7 @@ def _db_group() -> click.Group:
         commands={**original.commands, "upgrade": upgrade},
         callback=original.callback,
         params=original.params,
-        help="Database migrations (Alembic): every enabled plugin's branch.",
+        help="Database migrations (Alembic): the host's branch and every enabled plugin's.",
     )
 
 

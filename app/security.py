@@ -14,6 +14,10 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXPOSED_HEADERS = [
     "X-Request-ID",
     "ETag",
+    "Location",
+    "Link",
+    "X-Pagination",
+    "Idempotent-Replayed",
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",

@@ -14,6 +14,7 @@ from flask_injector import request as request_scope
 
 from powerstrip.auth import Authenticator, Caller, Principal, requires
 from powerstrip.cli import injected
+from powerstrip.conditional import Precondition, conditional
 from powerstrip.contracts import (
     Clock,
     Directory,
@@ -22,7 +23,7 @@ from powerstrip.contracts import (
     PluginRegistry,
     RateLimits,
 )
-from powerstrip.db import Model, UnitOfWork, UtcDateTime
+from powerstrip.db import Model, UnitOfWork, UtcDateTime, Versioned
 from powerstrip.events import EventBus
 from powerstrip.http import (
     API_KEY_HEADER,
@@ -32,6 +33,8 @@ from powerstrip.http import (
     NO_STORE_HEADERS,
     REQUEST_ID_HEADER,
 )
+from powerstrip.idempotency import idempotent
+from powerstrip.paging import Page, PageRequest, fetch_page, paginated
 from powerstrip.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
 from powerstrip.problems import Problem, problem_responses
 
@@ -50,16 +53,24 @@ __all__ = [
     "EventBus",
     "HealthCheck",
     "Model",
+    "Page",
+    "PageRequest",
     "Plugin",
     "PluginContext",
     "PluginInfo",
     "PluginRegistry",
+    "Precondition",
     "Principal",
     "Problem",
     "RateLimits",
     "UnitOfWork",
     "UtcDateTime",
+    "Versioned",
+    "conditional",
+    "fetch_page",
+    "idempotent",
     "injected",
+    "paginated",
     "problem_responses",
     "request_scope",
     "requires",

@@ -3,6 +3,7 @@
 - :class:`Model` is the typed declarative base every plugin's models derive from: one shared
   ``MetaData`` with a naming convention, so constraint names are stable across databases and
   migrations. A plugin's tables are named ``<plugin>_<name>`` (the host checks it).
+- :class:`Versioned` gives a model optimistic concurrency and ETags (see ``@conditional``).
 - :class:`UtcDateTime` stores and returns timezone-aware UTC timestamps on every database.
 - :class:`UnitOfWork` commits or rolls back a block as a whole, and delivers the domain events
   published inside it only after the commit.
@@ -20,8 +21,8 @@ from types import TracebackType
 from typing import Any
 
 import injector
-from sqlalchemy import DateTime, Dialect, MetaData
-from sqlalchemy.orm import DeclarativeBase, Session, declared_attr
+from sqlalchemy import DateTime, Dialect, Integer, MetaData
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from powerstrip.events import EventBus
@@ -76,6 +77,27 @@ class Model(DeclarativeBase):
     @declared_attr.directive
     def __table_args__(cls) -> dict[str, Any]:  # noqa: N805 - a class-level directive
         return Model.table_args()
+
+
+class Versioned:
+    """Mixin of a model whose rows change under optimistic concurrency (and carry an ETag).
+
+    ``version`` starts at 1 and SQLAlchemy bumps it on every UPDATE, whose WHERE clause names
+    the version the row was read at: a write racing another commit matches no row and raises
+    ``StaleDataError``, which the host answers with a 412 problem. ``@conditional`` derives the
+    row's ETag from it::
+
+        class Note(Versioned, Model):
+            __tablename__ = "notes_notes"
+            id: Mapped[int] = mapped_column(primary_key=True)
+    """
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805 - a class-level directive
+        table = cls.__table__  # type: ignore[attr-defined]
+        return {"version_id_col": table.c.version}
 
 
 class UnitOfWork:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -14,3 +16,30 @@ IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
 # (RFC 9111; RFC 6749 section 5.1 for token responses). Return them with the body:
 # ``return pair, 200, NO_STORE_HEADERS``.
 NO_STORE_HEADERS = MappingProxyType({"Cache-Control": "no-store", "Pragma": "no-cache"})
+IF_NONE_MATCH_HEADER = "If-None-Match"
+ETAG_HEADER = "ETag"
+PAGINATION_HEADER = "X-Pagination"
+LINK_HEADER = "Link"
+
+PASSES = "passes"
+"""The mark naming the view parameters SDK decorators fill (the injector leaves them)."""
+
+HTTP_MARKS = "__powerstrip_http__"
+"""The attribute where the SDK's HTTP decorators record what they add to an operation.
+
+``@conditional``, ``@paginated`` and ``@idempotent`` each record an entry; the host reads them
+to run host-side mechanisms (idempotency) and to document the operation (parameters,
+problem responses, response headers). Decorators copy a function's ``__dict__`` onto their
+wrappers (``functools.wraps``), so the marks survive flask-smorest's and flask-injector's.
+"""
+
+
+def mark(view: Callable[..., Any], name: str, value: Any) -> None:
+    """Record that the SDK decorator ``name`` applies to ``view`` (a fresh dict: no sharing)."""
+    setattr(view, HTTP_MARKS, {**marks(view), name: value})
+
+
+def marks(view: Callable[..., Any]) -> Mapping[str, Any]:
+    """The SDK decorators applied to ``view``: name -> what each recorded."""
+    found: Mapping[str, Any] = getattr(view, HTTP_MARKS, {})
+    return found

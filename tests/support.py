@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from powerstrip import Problem
@@ -72,6 +72,16 @@ def make_probe_blueprint() -> Blueprint:
             "INSERT INTO accounts_users (email) VALUES (?)",
             {"email": "ann@example.com"},
             Exception("UNIQUE constraint failed: accounts_users.email"),
+        )
+
+    @blp.route("/toolong")
+    @blp.response(200)
+    def toolong() -> None:
+        """Store a value the column cannot hold (validation let it through)."""
+        raise DataError(
+            "INSERT INTO things (name) VALUES (%(name)s)",
+            {"name": "x" * 60},
+            Exception("value too long for type character varying(50)"),
         )
 
     @blp.route("/boom")

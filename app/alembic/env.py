@@ -1,5 +1,6 @@
 """Alembic environment owned by the host: the app's engine, the shared metadata, and only the
-tables of the enabled plugins (or of one plugin, with ``-x plugin=NAME``)."""
+host's tables and the enabled plugins' (or one plugin's, with ``-x plugin=NAME``; the host's,
+with ``-x plugin=host``)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ from app.migrations import MIGRATIONS, MigrationSettings, render_item
 from powerstrip.db import Model
 
 settings: MigrationSettings = current_app.extensions[MIGRATIONS]
-only = context.get_x_argument(as_dictionary=True).get("plugin")
-prefixes = tuple(f"{name}_" for name in ([only] if only else settings.plugins))
+prefixes = settings.table_prefixes(context.get_x_argument(as_dictionary=True).get("plugin"))
 
 
 def include_object(
     obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any
 ) -> bool:
-    """Compare only the tables of the plugins in scope (never another app's tables)."""
+    """Compare only the tables in scope (never another app's tables)."""
     if type_ == "table":
         return bool(name) and str(name).startswith(prefixes)
     table = getattr(obj, "table", None)

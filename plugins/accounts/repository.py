@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from injector import inject
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from plugins.accounts.models import ApiKey, RefreshToken, RevokedAccessToken, User
+from powerstrip import Page, PageRequest, fetch_page
 
 
 class AccountsRepository:
@@ -38,10 +39,9 @@ class AccountsRepository:
         email: str | None,
         active: bool | None,
         role: str | None,
-        offset: int,
-        limit: int,
-    ) -> tuple[Sequence[User], int]:
-        """A page of users matching the filters, and how many match in all."""
+        paging: PageRequest,
+    ) -> Page[User]:
+        """A page of users matching the filters, oldest first."""
         query = select(User)
         if email:
             query = query.where(User.email.contains(email.lower(), autoescape=True))
@@ -49,9 +49,7 @@ class AccountsRepository:
             query = query.where(User.is_active.is_(active))
         if role:
             query = query.where(User.role == role)
-        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = self.session.scalars(query.order_by(User.id).offset(offset).limit(limit)).all()
-        return rows, total
+        return fetch_page(self.session, query, paging, order=[User.id.asc()])
 
     def refresh_token(self, token_hash: str) -> RefreshToken | None:
         """A refresh token by the hash of its secret."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from injector import inject
 
 from plugins.accounts.models import User
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.repository import AccountsRepository
 from plugins.accounts.roles import RoleScopes
-from powerstrip import Clock, Problem, UnitOfWork
+from powerstrip import Clock, Page, PageRequest, Problem, UnitOfWork
 
 
 def normalise_email(email: str) -> str:
@@ -76,12 +74,10 @@ class UserService:
         return user
 
     def list(
-        self, *, email: str | None, active: bool | None, role: str | None, page: int, size: int
-    ) -> tuple[Sequence[User], int]:
-        """A page of users and the total count."""
-        return self._repository.users(
-            email=email, active=active, role=role, offset=(page - 1) * size, limit=size
-        )
+        self, *, email: str | None, active: bool | None, role: str | None, paging: PageRequest
+    ) -> Page[User]:
+        """A page of users matching the filters."""
+        return self._repository.users(email=email, active=active, role=role, paging=paging)
 
     def change_password(self, user_id: int, current: str, new: str) -> User:
         """Change one's own password (the current one is required); old tokens die."""

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 from flask import request
 from flask_smorest import Blueprint
-from flask_smorest.pagination import PaginationParameters
 
 from plugins.accounts.api_keys import ApiKeyService
 from plugins.accounts.logins import AuthService, TokenPair
@@ -29,7 +28,16 @@ from plugins.accounts.schemas import (
 )
 from plugins.accounts.settings import AccountsSettings
 from plugins.accounts.users import UserService
-from powerstrip import NO_STORE_HEADERS, Principal, Problem, problem_responses, requires
+from powerstrip import (
+    NO_STORE_HEADERS,
+    Page,
+    PageRequest,
+    Principal,
+    Problem,
+    paginated,
+    problem_responses,
+    requires,
+)
 
 T = TypeVar("T")
 Secret = tuple[T, int, Mapping[str, str]]  # a body no cache may keep, its status, its headers
@@ -91,21 +99,13 @@ def register(body: dict[str, Any], users: UserService, settings: AccountsSetting
 @blueprint.route("/users", methods=["GET"])
 @blueprint.arguments(UserQuerySchema, location="query")
 @blueprint.response(200, UserSchema(many=True))
-@blueprint.paginate()
 @requires(ADMIN)
-def list_users(
-    query: dict[str, Any], users: UserService, pagination_parameters: PaginationParameters
-) -> Sequence[User]:
-    """List users (filter by email, active, role)."""
-    rows, total = users.list(
-        email=query.get("email"),
-        active=query.get("active"),
-        role=query.get("role"),
-        page=pagination_parameters.page,
-        size=pagination_parameters.page_size,
+@paginated(max_page_size=100)
+def list_users(query: dict[str, Any], users: UserService, paging: PageRequest) -> Page[User]:
+    """List users, oldest first (filter by email, active, role)."""
+    return users.list(
+        email=query.get("email"), active=query.get("active"), role=query.get("role"), paging=paging
     )
-    pagination_parameters.item_count = total
-    return rows
 
 
 @blueprint.route("/users", methods=["POST"])

@@ -1,23 +1,16 @@
-"""Who may do what in a project, and the checks every write shares (ETags, stale writes)."""
+"""Who may do what in a project: roles, and 404 for non-members."""
 
 from __future__ import annotations
 
 from injector import inject
-from sqlalchemy.orm.exc import StaleDataError
 
-from plugins.tasks.models import Project, Task
+from plugins.tasks.models import Project
 from plugins.tasks.repository import TasksRepository
 from powerstrip import Caller, Problem
 
 USE = "tasks:use"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
 READ, WRITE, MANAGE = "viewer", "editor", "owner"
-
-
-def etag(row: Project | Task) -> str:
-    """The strong ETag of a project or task: changes with every committed update."""
-    kind = "project" if isinstance(row, Project) else "task"
-    return f'"{kind}-{row.id}-v{row.version}"'
 
 
 class Access:
@@ -36,24 +29,6 @@ class Access:
         if ROLES[member.role] < ROLES[need]:
             raise Problem(403, f"This needs the {need} role in the project.")
         return project
-
-
-def check_if_match(if_match: str | None, row: Project | Task) -> None:
-    """428 without If-Match, 412 when it names another version."""
-    if not if_match:
-        raise Problem(428, "Send If-Match with the ETag you last read.")
-    tags = {tag.strip() for tag in if_match.split(",")}
-    if "*" not in tags and etag(row) not in tags:
-        raise Problem(412, "The resource changed since you read it; read it again.")
-
-
-def flush_or_412(repository: TasksRepository) -> None:
-    """Write pending changes; a concurrent commit in between is a 412 problem."""
-    try:
-        repository.session.flush()
-    except StaleDataError:
-        # Someone committed a change between our read and our write: their ETag is newer.
-        raise Problem(412, "The resource changed since you read it; read it again.") from None
 
 
 class Membership:

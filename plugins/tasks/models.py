@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from powerstrip import Model, UtcDateTime
+from powerstrip import Model, UtcDateTime, Versioned
 
 
-class Project(Model):
+class Project(Versioned, Model):
     """A project: its members see its tasks."""
 
     __tablename__ = "tasks_projects"
@@ -22,9 +22,6 @@ class Project(Model):
     owner: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's API
 
 
 class Member(Model):
@@ -40,7 +37,7 @@ class Member(Model):
     added_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class Task(Model):
+class Task(Versioned, Model):
     """A task of a project."""
 
     __tablename__ = "tasks_tasks"
@@ -61,9 +58,6 @@ class Task(Model):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's API
 
 
 class Activity(Model):
@@ -77,16 +71,3 @@ class Activity(Model):
     actor: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-
-
-class IdempotencyKey(Model):
-    """The first answer to a POST with an Idempotency-Key, replayed for the same request."""
-
-    __tablename__ = "tasks_idempotency_keys"
-
-    principal: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from injector import inject
 
-from plugins.tasks.access import MANAGE, READ, USE, Access, check_if_match, flush_or_412
+from plugins.tasks.access import MANAGE, READ, USE, Access
 from plugins.tasks.contracts import (
     MemberAdded,
     MemberRemoved,
@@ -15,10 +15,19 @@ from plugins.tasks.contracts import (
     ProjectDeleted,
     ProjectUpdated,
 )
-from plugins.tasks.idempotency import Created, Idempotency
 from plugins.tasks.models import Member, Project
 from plugins.tasks.repository import TasksRepository
-from powerstrip import Clock, Directory, EventBus, Principal, Problem, UnitOfWork
+from powerstrip import (
+    Clock,
+    Directory,
+    EventBus,
+    Page,
+    PageRequest,
+    Precondition,
+    Principal,
+    Problem,
+    UnitOfWork,
+)
 
 
 class ProjectService:
@@ -32,7 +41,6 @@ class ProjectService:
         uow: UnitOfWork,
         events: EventBus,
         clock: Clock,
-        idempotency: Idempotency,
         directory: Directory,
     ) -> None:
         self._repository = repository
@@ -40,22 +48,12 @@ class ProjectService:
         self._uow = uow
         self._events = events
         self._clock = clock
-        self._idempotency = idempotency
         self._directory = directory
 
-    def create(
-        self,
-        principal: Principal,
-        data: dict[str, Any],
-        key: str | None,
-        dump: Callable[[Project], dict[str, Any]],
-    ) -> Created:
-        """A new project owned by the caller (replayed for a repeated Idempotency-Key)."""
+    def create(self, principal: Principal, data: dict[str, Any]) -> Project:
+        """A new project owned by the caller."""
         caller = principal.require(USE)
         with self._uow:
-            replay = self._idempotency.replay(caller, key, data)
-            if replay is not None:
-                return replay
             now = self._clock.now()
             project = Project(
                 name=data["name"],
@@ -68,45 +66,47 @@ class ProjectService:
             self._repository.add(
                 Member(project_id=project.id, principal=caller.subject, role="owner", added_at=now)
             )
-            created = self._idempotency.remember(caller, key, data, 201, dump(project))
             self._events.publish(
                 ProjectCreated(project_id=project.id, actor=caller.subject, name=project.name)
             )
-        return created
+        return project
 
-    def list(self, principal: Principal, page: int, size: int) -> tuple[Sequence[Project], int]:
-        """The caller's projects."""
-        caller = principal.require(USE)
-        return self._repository.projects_of(caller.subject, (page - 1) * size, size)
+    def list(self, principal: Principal, paging: PageRequest) -> Page[Project]:
+        """A page of the caller's projects."""
+        return self._repository.projects_of(principal.require(USE).subject, paging)
 
     def get(self, principal: Principal, project_id: int) -> Project:
         """A project the caller is a member of."""
         return self._access.project(principal.require(USE), project_id, READ)
 
     def update(
-        self, principal: Principal, project_id: int, changes: dict[str, Any], if_match: str | None
+        self,
+        principal: Principal,
+        project_id: int,
+        changes: dict[str, Any],
+        expected: Precondition,
     ) -> Project:
         """Rename or describe a project (owners)."""
         caller = principal.require(USE)
         with self._uow:
             project = self._access.project(caller, project_id, MANAGE)
-            check_if_match(if_match, project)
+            expected.check(project)
             for field in ("name", "description"):
                 if field in changes:
                     setattr(project, field, changes[field])
             project.updated_at = self._clock.now()
-            flush_or_412(self._repository)
+            self._repository.session.flush()
             self._events.publish(
                 ProjectUpdated(project_id=project.id, actor=caller.subject, fields=tuple(changes))
             )
         return project
 
-    def delete(self, principal: Principal, project_id: int, if_match: str | None) -> None:
+    def delete(self, principal: Principal, project_id: int, expected: Precondition) -> None:
         """Delete a project and its tasks (owners)."""
         caller = principal.require(USE)
         with self._uow:
             project = self._access.project(caller, project_id, MANAGE)
-            check_if_match(if_match, project)
+            expected.check(project)
             self._repository.delete(project)
             self._events.publish(ProjectDeleted(project_id=project_id, actor=caller.subject))
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from injector import inject
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from plugins.tasks.models import Activity, IdempotencyKey, Member, Project, Task
-from powerstrip import Problem
+from plugins.tasks.models import Activity, Member, Project, Task
+from powerstrip import Page, PageRequest, Problem, fetch_page
 
 PURGE_BATCH = 500  # ids per DELETE: far below every database's bound-parameter limit
 SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
@@ -65,34 +62,16 @@ class Sort:
             )
         return cls(name, value.startswith("-"))
 
-
-def encode_cursor(sort: Sort, task: Task) -> str:
-    """An opaque cursor after ``task`` in ``sort`` order."""
-    value = getattr(task, sort.field)
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    raw = json.dumps({"f": sort.field, "d": sort.descending, "v": value, "id": task.id})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, int]:
-    """(sort value, id) of a cursor made for ``sort``; a 422 problem otherwise."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if data["f"] != sort.field or data["d"] != sort.descending:
-            raise ValueError("cursor of another sort")
-        value = data["v"]
-        if sort.field in ("created_at", "updated_at"):
-            value = datetime.fromisoformat(value)
-        return value, int(data["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
-        raise Problem(
-            422, "The cursor is invalid for this query.", errors={"cursor": ["Invalid."]}
-        ) from None
+    def order(self) -> list[ColumnElement[Any]]:
+        """ORDER BY of this sort: the field, then ``id`` in the same direction."""
+        column = SORTABLE[self.field]
+        if self.descending:
+            return [column.desc(), Task.id.desc()]
+        return [column.asc(), Task.id.asc()]
 
 
 class TasksRepository:
-    """Projects, members, tasks, activity and idempotency keys in the request's session."""
+    """Projects, members, tasks and activity in the request's session."""
 
     @inject
     def __init__(self, session: Session) -> None:
@@ -124,16 +103,14 @@ class TasksRepository:
             .order_by(Member.added_at, Member.principal)
         ).all()
 
-    def projects_of(self, principal: str, offset: int, limit: int) -> tuple[Sequence[Project], int]:
-        """The projects a principal is a member of, oldest first, and their count."""
+    def projects_of(self, principal: str, paging: PageRequest) -> Page[Project]:
+        """A page of the projects a principal is a member of, oldest first."""
         query = (
             select(Project)
             .join(Member, Member.project_id == Project.id)
             .where(Member.principal == principal)
         )
-        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = self.session.scalars(query.order_by(Project.id).offset(offset).limit(limit)).all()
-        return rows, total
+        return fetch_page(self.session, query, paging, order=[Project.id.asc()])
 
     def task(self, project_id: int, task_id: int) -> Task | None:
         """A task of a project."""
@@ -162,39 +139,13 @@ class TasksRepository:
             )
         return query
 
-    def _ordered(self, query: Select[Task], sort: Sort) -> Select[Task]:
-        column = SORTABLE[sort.field]
-        if sort.descending:
-            return query.order_by(column.desc(), Task.id.desc())
-        return query.order_by(column.asc(), Task.id.asc())
-
-    def tasks_page(
-        self, project_id: int, where: TaskFilter, sort: Sort, offset: int, limit: int
-    ) -> tuple[Sequence[Task], int]:
-        """A page of a project's tasks and how many match in all."""
-        query = self._filtered(project_id, where)
-        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = self.session.scalars(self._ordered(query, sort).offset(offset).limit(limit)).all()
-        return rows, total
-
-    def tasks_after(
-        self,
-        project_id: int,
-        where: TaskFilter,
-        sort: Sort,
-        after: tuple[Any, int] | None,
-        limit: int,
-    ) -> Sequence[Task]:
-        """Up to ``limit`` tasks after the cursor position (keyset pagination)."""
-        query = self._filtered(project_id, where)
-        if after is not None:
-            column = SORTABLE[sort.field]
-            value, last_id = after
-            if sort.descending:
-                query = query.where(or_(column < value, and_(column == value, Task.id < last_id)))
-            else:
-                query = query.where(or_(column > value, and_(column == value, Task.id > last_id)))
-        return self.session.scalars(self._ordered(query, sort).limit(limit)).all()
+    def tasks(
+        self, project_id: int, where: TaskFilter, sort: Sort, paging: PageRequest
+    ) -> Page[Task]:
+        """A page of a project's tasks: by page number or after a cursor."""
+        return fetch_page(
+            self.session, self._filtered(project_id, where), paging, order=sort.order()
+        )
 
     def activity(self, project_id: int, limit: int) -> Sequence[Activity]:
         """A project's latest activity, newest first."""
@@ -204,14 +155,6 @@ class TasksRepository:
             .order_by(Activity.id.desc())
             .limit(limit)
         ).all()
-
-    def idempotency_key(self, principal: str, key: str) -> IdempotencyKey | None:
-        """A stored first answer."""
-        return self.session.get(IdempotencyKey, (principal, key))
-
-    def purge_idempotency_keys(self, before: datetime) -> None:
-        """Forget answers older than ``before``."""
-        self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
 
     def purge_done(self, before: datetime) -> list[tuple[int, int]]:
         """Delete tasks done before ``before``; the (project id, task id) of each."""

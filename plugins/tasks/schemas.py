@@ -88,16 +88,6 @@ class TaskQuerySchema(ma.Schema):
             "description": "id, created_at, updated_at, priority, title or status; -field reverses"
         }
     )
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
-    page_size = ma.fields.Integer(load_default=20, validate=ma.validate.Range(1, 1000))
-    cursor = ma.fields.String(
-        metadata={"description": "Keyset paging: 'start', then the next cursor from Link"}
-    )
-
-
-class PageQuerySchema(ma.Schema):
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
-    page_size = ma.fields.Integer(load_default=20, validate=ma.validate.Range(1, 100))
 
 
 class ActivitySchema(ma.Schema):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from injector import inject
 
-from plugins.tasks.access import READ, USE, WRITE, Access, check_if_match, flush_or_412
+from plugins.tasks.access import READ, USE, WRITE, Access
 from plugins.tasks.contracts import (
     SYSTEM_ACTOR,
     TaskCompleted,
@@ -17,22 +16,21 @@ from plugins.tasks.contracts import (
     TaskDeleted,
     TaskUpdated,
 )
-from plugins.tasks.idempotency import Created, Idempotency
 from plugins.tasks.models import Activity, Task
-from plugins.tasks.repository import Sort, TaskFilter, TasksRepository, decode_cursor, encode_cursor
+from plugins.tasks.repository import Sort, TaskFilter, TasksRepository
 from plugins.tasks.settings import TasksSettings
-from powerstrip import Clock, EventBus, Principal, Problem, UnitOfWork
+from powerstrip import (
+    Clock,
+    EventBus,
+    Page,
+    PageRequest,
+    Precondition,
+    Principal,
+    Problem,
+    UnitOfWork,
+)
 
 TASK_FIELDS = ("title", "description", "status", "priority", "due_date", "assignee", "labels")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskPage:
-    """One page of tasks, by page number or by cursor."""
-
-    items: Sequence[Task]
-    total: int | None
-    next_cursor: str | None
 
 
 class TaskService:
@@ -46,7 +44,6 @@ class TaskService:
         uow: UnitOfWork,
         events: EventBus,
         clock: Clock,
-        idempotency: Idempotency,
         settings: TasksSettings,
     ) -> None:
         self._repository = repository
@@ -54,37 +51,23 @@ class TaskService:
         self._uow = uow
         self._events = events
         self._clock = clock
-        self._idempotency = idempotency
         self._settings = settings
 
-    def create(
-        self,
-        principal: Principal,
-        project_id: int,
-        data: dict[str, Any],
-        key: str | None,
-        dump: Callable[[Task], dict[str, Any]],
-    ) -> Created:
-        """A new task (editors); replayed for a repeated Idempotency-Key."""
+    def create(self, principal: Principal, project_id: int, data: dict[str, Any]) -> Task:
+        """A new task (editors)."""
         caller = principal.require(USE)
         with self._uow:
             self._access.project(caller, project_id, WRITE)
-            replay = self._idempotency.replay(caller, key, {"project": project_id, **data})
-            if replay is not None:
-                return replay
             now = self._clock.now()
             task = Task(project_id=project_id, created_at=now, updated_at=now, title=data["title"])
             _apply(task, data, now)
             self._repository.add(task)
-            created = self._idempotency.remember(
-                caller, key, {"project": project_id, **data}, 201, dump(task)
-            )
             self._events.publish(
                 TaskCreated(
                     project_id=project_id, actor=caller.subject, task_id=task.id, title=task.title
                 )
             )
-        return created
+        return task
 
     def get(self, principal: Principal, project_id: int, task_id: int) -> Task:
         """A task of a project the caller is a member of."""
@@ -97,24 +80,11 @@ class TaskService:
         project_id: int,
         where: TaskFilter,
         sort: Sort,
-        *,
-        page: int,
-        size: int,
-        cursor: str | None,
-    ) -> TaskPage:
-        """Tasks by page number, or after a cursor (``start`` for the first keyset page)."""
+        paging: PageRequest,
+    ) -> Page[Task]:
+        """A page of the project's tasks (by page number or keyset cursor)."""
         self._access.project(principal.require(USE), project_id, READ)
-        size = min(size, self._settings.MAX_PAGE_SIZE)
-        if cursor is None:
-            rows, total = self._repository.tasks_page(
-                project_id, where, sort, (page - 1) * size, size
-            )
-            return TaskPage(rows, total, None)
-        after = None if cursor == "start" else decode_cursor(cursor, sort)
-        rows = self._repository.tasks_after(project_id, where, sort, after, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return TaskPage(rows, None, encode_cursor(sort, rows[-1]) if more and rows else None)
+        return self._repository.tasks(project_id, where, sort, paging)
 
     def update(
         self,
@@ -122,16 +92,20 @@ class TaskService:
         project_id: int,
         task_id: int,
         changes: dict[str, Any],
-        if_match: str | None,
+        expected: Precondition,
         *,
         replace: bool,
     ) -> Task:
-        """Change a task (editors): PATCH changes the given fields, PUT replaces them all."""
+        """Change a task (editors): PATCH changes the given fields, PUT replaces them all.
+
+        ``expected`` is checked against the task as loaded; a commit racing this one fails
+        the versioned UPDATE (the host answers 412 for both).
+        """
         caller = principal.require(USE)
         with self._uow:
             self._access.project(caller, project_id, WRITE)
             task = self._found(project_id, task_id)
-            check_if_match(if_match, task)
+            expected.check(task)
             was_done = task.status == "done"
             now = self._clock.now()
             if replace:
@@ -139,7 +113,7 @@ class TaskService:
                 task.labels, task.status = [], "open"
             _apply(task, changes, now)
             task.updated_at = now
-            flush_or_412(self._repository)
+            self._repository.session.flush()
             self._events.publish(
                 TaskUpdated(
                     project_id=project_id,
@@ -155,37 +129,32 @@ class TaskService:
         return task
 
     def delete(
-        self, principal: Principal, project_id: int, task_id: int, if_match: str | None
+        self, principal: Principal, project_id: int, task_id: int, expected: Precondition
     ) -> None:
         """Delete a task (editors)."""
         caller = principal.require(USE)
         with self._uow:
             self._access.project(caller, project_id, WRITE)
             task = self._found(project_id, task_id)
-            check_if_match(if_match, task)
+            expected.check(task)
             self._repository.delete(task)
             self._events.publish(
                 TaskDeleted(project_id=project_id, actor=caller.subject, task_id=task_id)
             )
 
-    def activity(
-        self, principal: Principal, project_id: int, limit: int = 50
-    ) -> Sequence[Activity]:
-        """The project's latest activity."""
+    def activity(self, principal: Principal, project_id: int) -> Sequence[Activity]:
+        """The project's latest activity (``ACTIVITY_LIMIT`` entries)."""
         self._access.project(principal.require(USE), project_id, READ)
-        return self._repository.activity(project_id, limit)
+        return self._repository.activity(project_id, self._settings.ACTIVITY_LIMIT)
 
     def purge_done(self, older_than: timedelta) -> int:
-        """Delete tasks done longer ago than ``older_than``; forget old idempotency keys.
+        """Delete tasks done longer ago than ``older_than``.
 
         Each deletion publishes :class:`TaskDeleted` (actor ``system``), as through the API.
         """
         now = self._clock.now()
         with self._uow:
             purged = self._repository.purge_done(now - older_than)
-            self._repository.purge_idempotency_keys(
-                now - timedelta(hours=self._settings.IDEMPOTENCY_KEY_HOURS)
-            )
             for project_id, task_id in purged:
                 self._events.publish(
                     TaskDeleted(project_id=project_id, actor=SYSTEM_ACTOR, task_id=task_id)

@@ -12,15 +12,13 @@ import marshmallow as ma
 class TasksSettings:
     """The validated ``[tasks]`` section."""
 
-    IDEMPOTENCY_KEY_HOURS: int
-    MAX_PAGE_SIZE: int
+    ACTIVITY_LIMIT: int
 
 
 class TasksSettingsSchema(ma.Schema):
-    """How long Idempotency-Key answers are replayed; the largest page."""
+    """How many entries the activity feed shows."""
 
-    IDEMPOTENCY_KEY_HOURS = ma.fields.Integer(load_default=24, validate=ma.validate.Range(1, 720))
-    MAX_PAGE_SIZE = ma.fields.Integer(load_default=100, validate=ma.validate.Range(1, 1000))
+    ACTIVITY_LIMIT = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 500))
 
     @ma.post_load
     def build(self, data: dict[str, Any], **_: Any) -> TasksSettings:

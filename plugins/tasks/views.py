@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
-from flask import Response, request, url_for
+from flask import url_for
 from flask_smorest import Blueprint
 
-from plugins.tasks.access import USE, etag
-from plugins.tasks.idempotency import Created
-from plugins.tasks.models import Project, Task
+from plugins.tasks.access import USE
+from plugins.tasks.models import Activity, Member, Project, Task
 from plugins.tasks.projects import ProjectService
 from plugins.tasks.repository import Sort, TaskFilter
 from plugins.tasks.schemas import (
     ActivitySchema,
     MemberInSchema,
     MemberSchema,
-    PageQuerySchema,
     ProjectInSchema,
     ProjectPatchSchema,
     ProjectSchema,
@@ -30,112 +26,91 @@ from plugins.tasks.schemas import (
 )
 from plugins.tasks.service import TaskService
 from powerstrip import (
-    IDEMPOTENCY_KEY_HEADER,
-    IDEMPOTENT_REPLAYED_HEADER,
-    IF_MATCH_HEADER,
+    Page,
+    PageRequest,
+    Precondition,
     Principal,
+    conditional,
+    idempotent,
+    paginated,
     problem_responses,
     requires,
 )
 
-IF_MATCH = {"in": "header", "name": IF_MATCH_HEADER, "required": True, "schema": {"type": "string"}}
-IDEMPOTENCY_KEY = {
-    "in": "header",
-    "name": IDEMPOTENCY_KEY_HEADER,
-    "required": False,
-    "schema": {"type": "string", "maxLength": 200},
-    "description": "Repeat a POST safely: the same key and body replay the first answer",
-}
+MAX_PAGE_SIZE = 100
 
 blueprint = Blueprint("tasks", __name__, description="Projects, tasks and their activity")
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
-
-
-def _created(result: Created, location: str, tag: str | None) -> Response:
-    headers = {"Location": location}
-    if tag:
-        headers["ETag"] = tag
-    if result.replayed:
-        headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
-    return _json(result.body, result.status, headers)
-
-
-def _with_etag(body: dict[str, Any], row: Project | Task) -> Response:
-    return _json(body, headers={"ETag": etag(row)})
-
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
-    return key[:200] if key else None
 
 
 @blueprint.route("/projects", methods=["POST"])
 @blueprint.arguments(ProjectInSchema)
 @blueprint.response(201, ProjectSchema)
-@blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @requires(USE)
+@idempotent
+@conditional
 def create_project(
     body: dict[str, Any], projects: ProjectService, principal: Principal
-) -> Response:
+) -> tuple[Project, dict[str, str]]:
     """Create a project; the caller becomes its owner."""
-    result = projects.create(principal, body, _idempotency_key(), ProjectSchema().dump)
-    return _created(result, url_for("tasks.project", project_id=result.body["id"]), None)
+    created = projects.create(principal, body)
+    return created, {"Location": url_for("tasks.project", project_id=created.id)}
 
 
 @blueprint.route("/projects", methods=["GET"])
-@blueprint.arguments(PageQuerySchema, location="query")
 @blueprint.response(200, ProjectSchema(many=True))
 @requires(USE)
+@paginated(max_page_size=MAX_PAGE_SIZE)
 def list_projects(
-    query: dict[str, Any], projects: ProjectService, principal: Principal
-) -> Response:
-    """The caller's projects."""
-    rows, total = projects.list(principal, query["page"], query["page_size"])
-    return _json(ProjectSchema(many=True).dump(rows), headers=_page_headers(query, total))
+    projects: ProjectService, principal: Principal, paging: PageRequest
+) -> Page[Project]:
+    """The caller's projects, oldest first."""
+    return projects.list(principal, paging)
 
 
 @blueprint.route("/projects/<int:project_id>", methods=["GET"])
 @blueprint.response(200, ProjectSchema)
 @requires(USE)
 @problem_responses(404)
-def project(project_id: int, projects: ProjectService, principal: Principal) -> Response:
+@conditional
+def project(project_id: int, projects: ProjectService, principal: Principal) -> Project:
     """A project (members only; others get 404)."""
-    found = projects.get(principal, project_id)
-    return _with_etag(ProjectSchema().dump(found), found)
+    return projects.get(principal, project_id)
 
 
 @blueprint.route("/projects/<int:project_id>", methods=["PATCH"])
 @blueprint.arguments(ProjectPatchSchema)
 @blueprint.response(200, ProjectSchema)
-@blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
-@problem_responses(404, 412, 428)
+@problem_responses(404)
+@conditional
 def update_project(
-    body: dict[str, Any], project_id: int, projects: ProjectService, principal: Principal
-) -> Response:
+    body: dict[str, Any],
+    project_id: int,
+    projects: ProjectService,
+    principal: Principal,
+    expected: Precondition,
+) -> Project:
     """Rename or describe a project (owners; If-Match required)."""
-    updated = projects.update(principal, project_id, body, request.headers.get(IF_MATCH_HEADER))
-    return _with_etag(ProjectSchema().dump(updated), updated)
+    return projects.update(principal, project_id, body, expected)
 
 
 @blueprint.route("/projects/<int:project_id>", methods=["DELETE"])
 @blueprint.response(204)
-@blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
-@problem_responses(404, 412, 428)
-def delete_project(project_id: int, projects: ProjectService, principal: Principal) -> None:
+@problem_responses(404)
+@conditional
+def delete_project(
+    project_id: int, projects: ProjectService, principal: Principal, expected: Precondition
+) -> None:
     """Delete a project and its tasks (owners; If-Match required)."""
-    projects.delete(principal, project_id, request.headers.get(IF_MATCH_HEADER))
+    projects.delete(principal, project_id, expected)
 
 
 @blueprint.route("/projects/<int:project_id>/members", methods=["GET"])
 @blueprint.response(200, MemberSchema(many=True))
 @requires(USE)
 @problem_responses(404)
-def members(project_id: int, projects: ProjectService, principal: Principal) -> Any:
+def members(project_id: int, projects: ProjectService, principal: Principal) -> Sequence[Member]:
     """A project's members."""
     return projects.members(principal, project_id)
 
@@ -151,7 +126,7 @@ def set_member(
     member: str,
     projects: ProjectService,
     principal: Principal,
-) -> Any:
+) -> Member:
     """Add a member with a role, or change its role (owners)."""
     return projects.set_member(principal, project_id, member, body["role"])
 
@@ -170,16 +145,16 @@ def remove_member(
 @blueprint.route("/projects/<int:project_id>/tasks", methods=["POST"])
 @blueprint.arguments(TaskInSchema)
 @blueprint.response(201, TaskSchema)
-@blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @requires(USE)
 @problem_responses(404)
+@idempotent
+@conditional
 def create_task(
     body: dict[str, Any], project_id: int, tasks: TaskService, principal: Principal
-) -> Response:
+) -> tuple[Task, dict[str, str]]:
     """Create a task (editors)."""
-    result = tasks.create(principal, project_id, body, _idempotency_key(), TaskSchema().dump)
-    location = url_for("tasks.task", project_id=project_id, task_id=result.body["id"])
-    return _created(result, location, None)
+    created = tasks.create(principal, project_id, body)
+    return created, {"Location": url_for("tasks.task", project_id=project_id, task_id=created.id)}
 
 
 @blueprint.route("/projects/<int:project_id>/tasks", methods=["GET"])
@@ -187,10 +162,15 @@ def create_task(
 @blueprint.response(200, TaskSchema(many=True))
 @requires(USE)
 @problem_responses(404)
+@paginated(max_page_size=MAX_PAGE_SIZE, keyset=True)
 def list_tasks(
-    query: dict[str, Any], project_id: int, tasks: TaskService, principal: Principal
-) -> Response:
-    """A project's tasks: filters, sorting, and page-number or cursor paging."""
+    query: dict[str, Any],
+    project_id: int,
+    tasks: TaskService,
+    principal: Principal,
+    paging: PageRequest,
+) -> Page[Task]:
+    """A project's tasks: filters, sorting, and page-number or keyset (cursor) paging."""
     where = TaskFilter(
         status=query.get("status"),
         assignee=query.get("assignee"),
@@ -199,103 +179,75 @@ def list_tasks(
         due_after=query.get("due_after"),
         text=query.get("q"),
     )
-    result = tasks.page(
-        principal,
-        project_id,
-        where,
-        Sort.parse(query.get("sort")),
-        page=query["page"],
-        size=query["page_size"],
-        cursor=query.get("cursor"),
-    )
-    body = TaskSchema(many=True).dump(result.items)
-    if query.get("cursor") is None:
-        return _json(body, headers=_page_headers(query, result.total or 0))
-    return _json(body, headers=_cursor_headers(query, result.next_cursor))
+    return tasks.page(principal, project_id, where, Sort.parse(query.get("sort")), paging)
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["GET"])
 @blueprint.response(200, TaskSchema)
 @requires(USE)
 @problem_responses(404)
-def task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> Response:
+@conditional
+def task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> Task:
     """A task."""
-    found = tasks.get(principal, project_id, task_id)
-    return _with_etag(TaskSchema().dump(found), found)
+    return tasks.get(principal, project_id, task_id)
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PATCH"])
 @blueprint.arguments(TaskPatchSchema)
 @blueprint.response(200, TaskSchema)
-@blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
-@problem_responses(404, 412, 428)
+@problem_responses(404)
+@conditional
 def patch_task(
-    body: dict[str, Any], project_id: int, task_id: int, tasks: TaskService, principal: Principal
-) -> Response:
+    body: dict[str, Any],
+    project_id: int,
+    task_id: int,
+    tasks: TaskService,
+    principal: Principal,
+    expected: Precondition,
+) -> Task:
     """Change some fields of a task (editors; If-Match required)."""
-    updated = tasks.update(
-        principal, project_id, task_id, body, request.headers.get(IF_MATCH_HEADER), replace=False
-    )
-    return _with_etag(TaskSchema().dump(updated), updated)
+    return tasks.update(principal, project_id, task_id, body, expected, replace=False)
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PUT"])
 @blueprint.arguments(TaskInSchema)
 @blueprint.response(200, TaskSchema)
-@blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
-@problem_responses(404, 412, 428)
+@problem_responses(404)
+@conditional
 def put_task(
-    body: dict[str, Any], project_id: int, task_id: int, tasks: TaskService, principal: Principal
-) -> Response:
+    body: dict[str, Any],
+    project_id: int,
+    task_id: int,
+    tasks: TaskService,
+    principal: Principal,
+    expected: Precondition,
+) -> Task:
     """Replace a task (editors; If-Match required)."""
-    updated = tasks.update(
-        principal, project_id, task_id, body, request.headers.get(IF_MATCH_HEADER), replace=True
-    )
-    return _with_etag(TaskSchema().dump(updated), updated)
+    return tasks.update(principal, project_id, task_id, body, expected, replace=True)
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["DELETE"])
 @blueprint.response(204)
-@blueprint.doc(parameters=[IF_MATCH])
 @requires(USE)
-@problem_responses(404, 412, 428)
-def delete_task(project_id: int, task_id: int, tasks: TaskService, principal: Principal) -> None:
+@problem_responses(404)
+@conditional
+def delete_task(
+    project_id: int,
+    task_id: int,
+    tasks: TaskService,
+    principal: Principal,
+    expected: Precondition,
+) -> None:
     """Delete a task (editors; If-Match required)."""
-    tasks.delete(principal, project_id, task_id, request.headers.get(IF_MATCH_HEADER))
+    tasks.delete(principal, project_id, task_id, expected)
 
 
 @blueprint.route("/projects/<int:project_id>/activity", methods=["GET"])
 @blueprint.response(200, ActivitySchema(many=True))
 @requires(USE)
 @problem_responses(404)
-def activity(project_id: int, tasks: TaskService, principal: Principal) -> Any:
+def activity(project_id: int, tasks: TaskService, principal: Principal) -> Sequence[Activity]:
     """What happened in the project, newest first (committed work only)."""
     return tasks.activity(principal, project_id)
-
-
-def _link(query: dict[str, Any], **changes: Any) -> str:
-    params = {k: v for k, v in {**query, **changes}.items() if v is not None}
-    return f"<{request.base_url}?{urlencode(params, doseq=True)}>"
-
-
-def _page_headers(query: dict[str, Any], total: int) -> dict[str, str]:
-    size, page = query["page_size"], query["page"]
-    last = max(1, math.ceil(total / size))
-    links = [f'{_link(query, page=1)}; rel="first"', f'{_link(query, page=last)}; rel="last"']
-    if page < last:
-        links.append(f'{_link(query, page=page + 1)}; rel="next"')
-    if page > 1:
-        links.append(f'{_link(query, page=page - 1)}; rel="prev"')
-    pagination = {"total": total, "total_pages": last, "page": page, "page_size": size}
-    return {"Link": ", ".join(links), "X-Pagination": json.dumps(pagination)}
-
-
-def _cursor_headers(query: dict[str, Any], next_cursor: str | None) -> dict[str, str]:
-    headers = {
-        "X-Pagination": json.dumps({"page_size": query["page_size"], "next_cursor": next_cursor})
-    }
-    if next_cursor:
-        headers["Link"] = f'{_link({**query, "page": None}, cursor=next_cursor)}; rel="next"'
-    return headers

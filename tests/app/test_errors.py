@@ -169,7 +169,26 @@ def test_integrity_conflict_is_a_409_that_names_no_internals(client: FlaskClient
         assert internal not in response.get_data(as_text=True), internal
 
 
-def test_optimistic_concurrency_conflict_is_409(client: FlaskClient) -> None:
+def test_a_value_the_database_cannot_hold_is_a_422_that_names_no_internals(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/api/probe/toolong")
+    body = assert_problem(response, 422)
+    assert "too long or out of range" in body["detail"]
+    for internal in ("INSERT", "varying", "things"):
+        assert internal not in response.get_data(as_text=True), internal
+
+
+def test_optimistic_concurrency_conflict_is_409_without_a_precondition(
+    client: FlaskClient,
+) -> None:
     body = assert_problem(client.get("/api/probe/stale"), 409)
-    assert "changed by someone else" in body["detail"]
+    assert "changed since you read it" in body["detail"]
     assert "UPDATE" not in body["detail"]
+
+
+def test_optimistic_concurrency_conflict_is_412_when_the_client_sent_if_match(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/api/probe/stale", headers={"If-Match": '"a-1"'})
+    assert "changed since you read it" in assert_problem(response, 412)["detail"]

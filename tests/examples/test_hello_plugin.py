@@ -45,8 +45,15 @@ def test_served_and_validated(migrated_app: Flask) -> None:
     assert created.get_json()["id"] == 1
     listed = client.get("/api/v1/hello/greetings").get_json()
     assert [(row["id"], row["name"]) for row in listed] == [(1, "Bob")]
+    client.post("/api/v1/hello/greetings", json={"name": "Cy"})
+    first = client.get("/api/v1/hello/greetings?cursor=&page_size=1")  # keyset, newest first
+    assert [row["name"] for row in first.get_json()] == ["Cy"]
+    cursor = json.loads(first.headers["X-Pagination"])["next_cursor"]
+    second = client.get(f"/api/v1/hello/greetings?cursor={cursor}&page_size=1")
+    assert [row["name"] for row in second.get_json()] == ["Bob"]
+    assert json.loads(second.headers["X-Pagination"])["next_cursor"] is None
     assert client.get("/api/v1/hello/greetings/by-id/1").get_json()["name"] == "Bob"
-    missing = client.get("/api/v1/hello/greetings/by-id/2")
+    missing = client.get("/api/v1/hello/greetings/by-id/3")
     assert (missing.status_code, missing.get_json()["detail"]) == (404, "No such greeting.")
     invalid = client.post("/api/v1/hello/greetings", json={})
     assert invalid.status_code == 422

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from injector import inject
+from powerstrip import Page, PageRequest, fetch_page
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +27,7 @@ class GreetingRepository:
         """A greeting by id."""
         return self._session.get(GreetingRecord, greeting_id)
 
-    def latest(self, limit: int) -> Sequence[GreetingRecord]:
-        """The most recent greetings, newest first."""
-        query = select(GreetingRecord).order_by(GreetingRecord.id.desc()).limit(limit)
-        return self._session.scalars(query).all()
+    def latest(self, paging: PageRequest) -> Page[GreetingRecord]:
+        """A page of greetings, newest first."""
+        order = [GreetingRecord.id.desc()]
+        return fetch_page(self._session, select(GreetingRecord), paging, order=order)

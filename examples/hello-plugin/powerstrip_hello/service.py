@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from injector import inject
-from powerstrip import Clock, EventBus, Problem, UnitOfWork
+from powerstrip import Clock, EventBus, Page, PageRequest, Problem, UnitOfWork
 
 from powerstrip_hello.models import GreetingRecord
 from powerstrip_hello.repository import GreetingRepository
@@ -84,6 +83,6 @@ class GreetingLog:
             raise Problem(404, "No such greeting.")
         return record
 
-    def latest(self, limit: int = 20) -> Sequence[GreetingRecord]:
-        """The most recent stored greetings."""
-        return self._repository.latest(limit)
+    def latest(self, paging: PageRequest) -> Page[GreetingRecord]:
+        """A page of the stored greetings, newest first."""
+        return self._repository.latest(paging)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from flask_smorest import Blueprint
+from powerstrip import Page, PageRequest, paginated
 
 from powerstrip_hello.models import GreetingRecord
 from powerstrip_hello.schemas import GreetingRequestSchema, GreetingSchema, StoredGreetingSchema
@@ -39,6 +39,7 @@ def stored_greeting(greeting_id: int, log: GreetingLog) -> GreetingRecord:
 
 @blueprint.route("/greetings", methods=["GET"])
 @blueprint.response(200, StoredGreetingSchema(many=True))
-def list_greetings(log: GreetingLog) -> Sequence[GreetingRecord]:
-    """The latest stored greetings, newest first."""
-    return log.latest()
+@paginated(max_page_size=50, keyset=True)
+def list_greetings(log: GreetingLog, paging: PageRequest) -> Page[GreetingRecord]:
+    """The stored greetings, newest first (by page number or cursor)."""
+    return log.latest(paging)

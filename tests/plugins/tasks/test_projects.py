@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask
 
 from tests.plugins.tasks.conftest import PROJECTS, People
@@ -26,7 +28,7 @@ def test_idempotent_create_replays_and_refuses_another_body(people: People) -> N
     assert again.headers["Idempotent-Replayed"] == "true"
     other = people.owner.post(PROJECTS, {"name": "Twice"}, **{"Idempotency-Key": "abc"})
     assert other.status_code == 422
-    assert "another request body" in other.get_json()["detail"]
+    assert "used with another request" in other.get_json()["detail"]
     listed = people.owner.get(PROJECTS).get_json()
     assert [p["name"] for p in listed] == ["Once"]
     # keys are per principal: the same key from someone else is a new request
@@ -42,7 +44,7 @@ def test_list_shows_only_ones_projects_with_paging(people: People) -> None:
     people.alice.project("mine")
     page = people.owner.get(f"{PROJECTS}?page=2&page_size=2")
     assert [p["name"] for p in page.get_json()] == ["c"]
-    assert '"total": 3' in page.headers["X-Pagination"]
+    assert json.loads(page.headers["X-Pagination"])["total"] == 3
     assert 'rel="prev"' in page.headers["Link"]
     assert [p["name"] for p in people.alice.get(PROJECTS).get_json()] == ["mine"]
 

@@ -1,0 +1,351 @@
+"""One pagination for every plugin: page numbers or keyset cursors, one header shape.
+
+``@paginated`` reads the paging query parameters, hands the view a :class:`PageRequest` (a
+parameter annotated so) and turns the :class:`Page` the view returns into the items (which
+``@blueprint.response(200, Schema(many=True))`` serializes) plus two headers::
+
+    @blueprint.route("/notes", methods=["GET"])
+    @blueprint.arguments(NoteQuerySchema, location="query")
+    @blueprint.response(200, NoteSchema(many=True))
+    @paginated(max_page_size=100, keyset=True)
+    def list_notes(query, notes: NoteService, paging: PageRequest) -> Page[Note]:
+        return notes.page(query, paging)
+
+and in the repository, one call runs the query for either kind of page::
+
+    order = [Note.created_at.desc(), Note.id.desc()]
+    return fetch_page(self.session, select(Note), paging, order=order)
+
+Query parameters: ``page`` (from 1) and ``page_size`` (1 to the operation's maximum: a
+larger one is a 422 problem naming the maximum; nothing is clamped silently). With
+``keyset=True`` also ``cursor`` (an empty ``cursor=`` asks for the first keyset page, then
+each answer's ``next_cursor``) and ``total=true`` (keyset pages count the matching rows
+only when asked).
+
+Every answer carries ``X-Pagination``, a JSON object: ``page_size`` always; ``page``,
+``total``, ``total_pages``, ``first_page``, ``last_page`` and ``previous_page``/``next_page``
+(when they exist) for page numbers; ``next_cursor`` (``null`` on the last page) and ``total``
+(when asked) for keyset pages. ``Link`` (RFC 8288) carries ``first``, ``prev``, ``next`` and
+``last`` for page numbers and ``first`` and ``next`` for keyset pages, each keeping the
+request's other query parameters.
+
+Cursors are opaque base64url text naming the sort order and the last row's sort values; a
+cursor made for another order, or not made by this code, is a 422 problem. The order must end
+in a unique column (the primary key), so that no two rows tie.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import math
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode
+
+import marshmallow as ma
+from flask import request
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.types import TypeDecorator
+
+from powerstrip.conditional import parameter_of, passes, unpack
+from powerstrip.http import LINK_HEADER, PAGINATION_HEADER, mark
+from powerstrip.problems import Problem
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+PAGINATED = "paginated"
+MAX_PAGE = 1_000_000_000  # keeps OFFSET within every database's integer range
+MAX_CURSOR_LENGTH = 2000
+_INT64 = 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Which page a client asked for.
+
+    :param size: rows per page
+    :param page: the page number (page-number paging)
+    :param cursor: keyset paging when not ``None``: ``""`` for the first page, then the
+        ``next_cursor`` of the previous page
+    :param count: whether to count the matching rows (always for page numbers)
+    """
+
+    size: int
+    page: int = 1
+    cursor: str | None = None
+    count: bool = True
+
+    @property
+    def offset(self) -> int:
+        """Rows before this page (page-number paging)."""
+        return (self.page - 1) * self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of rows: what a paginated view returns.
+
+    :param total: how many rows match in all (``None`` when not counted)
+    :param next_cursor: the cursor of the next keyset page (``None`` on the last one)
+    """
+
+    items: Sequence[T]
+    request: PageRequest
+    total: int | None = None
+    next_cursor: str | None = None
+
+
+class PagingSchema(ma.Schema):
+    """The paging query parameters; ``max_page_size`` comes from the context."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    page = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_PAGE))
+    page_size = ma.fields.Integer()
+    cursor = ma.fields.String(validate=ma.validate.Length(max=MAX_CURSOR_LENGTH))
+    total = ma.fields.Boolean()
+
+
+def paginated(
+    *, max_page_size: int = 100, default_page_size: int = 20, keyset: bool = False
+) -> Callable[[F], F]:
+    """Page a list operation (see the module doc); the view returns a :class:`Page`."""
+    if not 1 <= default_page_size <= max_page_size:
+        raise ValueError("default_page_size must be between 1 and max_page_size")
+    size_rule = ma.validate.Range(min=1, max=max_page_size)
+
+    def decorate(view: F) -> F:
+        parameter = parameter_of(view, PageRequest)
+        if parameter is None:
+            raise TypeError(f"{view.__qualname__} takes no parameter annotated PageRequest")
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            paging = _page_request(size_rule, default_page_size, keyset=keyset)
+            kwargs[parameter] = paging
+            page, status, headers = unpack(view(*args, **kwargs))
+            if not isinstance(page, Page):
+                raise TypeError(f"{view.__qualname__} must return a Page, not {type(page)}")
+            return list(page.items), status, {**headers, **page_headers(page)}
+
+        mark(
+            wrapper,
+            PAGINATED,
+            {
+                "max_page_size": max_page_size,
+                "default_page_size": default_page_size,
+                "keyset": keyset,
+            },
+        )
+        passes(wrapper, parameter)
+        return typing.cast(F, wrapper)
+
+    return decorate
+
+
+def _page_request(size_rule: ma.validate.Range, default_size: int, *, keyset: bool) -> PageRequest:
+    errors: dict[str, list[str]] = {}
+    try:
+        values = PagingSchema().load(request.args)
+    except ma.ValidationError as exc:
+        errors = {str(k): list(v) for k, v in typing.cast(dict[str, Any], exc.messages).items()}
+        values = {}
+    size = values.get("page_size", default_size)
+    try:
+        size_rule(size)
+    except ma.ValidationError as exc:
+        errors["page_size"] = [str(message) for message in exc.messages]
+    if not keyset:
+        for name in ("cursor", "total"):
+            if name in request.args:
+                errors[name] = ["This list is paged by page number only."]
+    elif "cursor" in values and "page" in values:
+        errors["page"] = ["Send page or cursor, not both."]
+    if errors:
+        raise Problem(422, "The paging parameters are invalid.", errors=errors)
+    cursor = values.get("cursor")
+    return PageRequest(
+        size=size,
+        page=values.get("page", 1),
+        cursor=cursor,
+        count=cursor is None or values.get("total", False),
+    )
+
+
+def page_headers(page: Page[Any]) -> dict[str, str]:
+    """``X-Pagination`` and ``Link`` of a page."""
+    paging = page.request
+    meta: dict[str, Any] = {"page_size": paging.size}
+    links: dict[str, dict[str, Any]] = {}
+    if paging.cursor is None:
+        last = max(1, math.ceil((page.total or 0) / paging.size))
+        meta.update(
+            page=paging.page,
+            total=page.total,
+            total_pages=last,
+            first_page=1,
+            last_page=last,
+        )
+        links["first"] = {"page": 1}
+        if paging.page > 1:
+            meta["previous_page"] = min(paging.page - 1, last)
+            links["prev"] = {"page": meta["previous_page"]}
+        if paging.page < last:
+            meta["next_page"] = paging.page + 1
+            links["next"] = {"page": paging.page + 1}
+        links["last"] = {"page": last}
+    else:
+        meta["next_cursor"] = page.next_cursor
+        if page.total is not None:
+            meta["total"] = page.total
+        links["first"] = {"cursor": ""}
+        if page.next_cursor is not None:
+            links["next"] = {"cursor": page.next_cursor}
+    link = ", ".join(f'<{_url(**changes)}>; rel="{rel}"' for rel, changes in links.items())
+    return {PAGINATION_HEADER: json.dumps(meta, separators=(",", ":")), LINK_HEADER: link}
+
+
+def _url(**changes: Any) -> str:
+    params = [(k, v) for k, v in request.args.items(multi=True) if k not in {"page", "cursor"}]
+    params += list(changes.items())
+    return f"{request.base_url}?{urlencode(params)}"
+
+
+def fetch_page(
+    session: Session,
+    query: Select[T],  # select(Model): the rows are models
+    paging: PageRequest,
+    *,
+    order: Sequence[ColumnElement[Any]],
+) -> Page[T]:
+    """Run ``query`` for one page, ordered by ``order`` (columns, ``.asc()`` or ``.desc()``).
+
+    Page numbers: one COUNT and one OFFSET query. Keyset: one query for the rows after the
+    cursor, and a COUNT only when ``paging.count``.
+    """
+    keys = [_Key.of(element) for element in order]
+    total = None
+    if paging.count:
+        counted = select(func.count()).select_from(query.order_by(None).subquery())
+        total = session.scalar(counted) or 0
+    ordered = query.order_by(*order)
+    if paging.cursor is None:
+        rows = session.scalars(ordered.offset(paging.offset).limit(paging.size)).all()
+        return Page(rows, paging, total)
+    if paging.cursor:
+        ordered = ordered.where(_after(keys, _decode(paging.cursor, keys)))
+    rows = session.scalars(ordered.limit(paging.size + 1)).all()
+    more = len(rows) > paging.size
+    rows = rows[: paging.size]
+    next_cursor = _encode(keys, rows[-1]) if more else None
+    return Page(rows, paging, total, next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    column: ColumnElement[Any]
+    descending: bool
+
+    @classmethod
+    def of(cls, element: ColumnElement[Any]) -> _Key:
+        if isinstance(element, UnaryExpression) and element.modifier in (
+            operators.desc_op,
+            operators.asc_op,
+        ):
+            return cls(element.element, element.modifier is operators.desc_op)
+        return cls(element, False)
+
+    @property
+    def python_type(self) -> type:
+        sql_type = self.column.type
+        if isinstance(sql_type, TypeDecorator):  # UtcDateTime: its implementation's type
+            sql_type = sql_type.impl_instance
+        kind: type = sql_type.python_type
+        return kind
+
+    def value_of(self, row: object) -> Any:
+        mapper = sa_inspect(row).mapper
+        return getattr(row, mapper.get_property_by_column(self.column).key)
+
+    def signature(self) -> str:
+        table = getattr(getattr(self.column, "table", None), "name", "")
+        return (
+            f"{table}.{getattr(self.column, 'key', self.column)}{'-' if self.descending else '+'}"
+        )
+
+
+def _order_id(keys: Sequence[_Key]) -> str:
+    spec = ",".join(key.signature() for key in keys)
+    return hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
+
+
+def _encode(keys: Sequence[_Key], row: object) -> str:
+    values = []
+    for key in keys:
+        value = key.value_of(row)
+        values.append(value.isoformat() if isinstance(value, date) else value)
+    raw = json.dumps({"o": _order_id(keys), "v": values}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _invalid() -> Problem:
+    return Problem(
+        422,
+        "The cursor is not valid for this list.",
+        errors={"cursor": ["Use a next_cursor this list returned, with the same sort."]},
+    )
+
+
+def _decode(cursor: str, keys: Sequence[_Key]) -> list[Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict) or data.get("o") != _order_id(keys):
+            raise _invalid()
+        values = data["v"]
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise _invalid()
+        return [_parse(value, key.python_type) for value, key in zip(values, keys, strict=True)]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise _invalid() from None
+
+
+def _parse(value: Any, kind: type) -> Any:
+    """A cursor value as the column's Python type; ValueError when it is not one."""
+    if kind is bool or isinstance(value, bool):
+        if kind is bool and isinstance(value, bool):
+            return value
+    elif kind is int and isinstance(value, int):
+        if -_INT64 <= value < _INT64:
+            return value
+    elif kind is float and isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    elif kind is str and isinstance(value, str):
+        return value
+    elif kind is datetime and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    elif kind is date and isinstance(value, str):
+        return date.fromisoformat(value)
+    raise ValueError("not a cursor value of this column")
+
+
+def _after(keys: Sequence[_Key], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order of ``keys`` (lexicographic)."""
+    clauses = []
+    for index, key in enumerate(keys):
+        equal = [k.column == v for k, v in zip(keys[:index], values[:index], strict=True)]
+        step = key.column < values[index] if key.descending else key.column > values[index]
+        clauses.append(and_(*equal, step))
+    return or_(false(), *clauses)
