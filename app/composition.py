@@ -22,6 +22,7 @@ from app.config import HostConfig
 from app.loader import PluginError, PluginRecord
 from powerstrip.auth import Authenticator
 from powerstrip.cli import detached_environ
+from powerstrip.conditional import CONDITIONAL, WRITE_METHODS
 from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
 from powerstrip.db import Model
 from powerstrip.events import EventBus
@@ -109,6 +110,20 @@ def _function_view_needs(view: Callable[..., Any], url_arguments: set[str]) -> d
     }
 
 
+def _check_conditional(
+    plugin: str, endpoint: str, view: Callable[..., Any], methods: set[str]
+) -> None:
+    """A ``@conditional`` write must take the ``Precondition`` it hands its service."""
+    conditional = marks(view).get(CONDITIONAL)
+    writes = sorted(methods & WRITE_METHODS)
+    if conditional and writes and conditional.get("precondition") is None:
+        raise PluginError(
+            plugin,
+            f"view {endpoint} is @conditional and answers {', '.join(writes)} but takes no "
+            "Precondition parameter: its If-Match would never be checked",
+        )
+
+
 def _class_view_needs(
     plugin: str, endpoint: str, view_class: type[Any], url_arguments: set[str]
 ) -> dict[str, Any]:
@@ -145,8 +160,10 @@ def prepare_views(app: Flask, owners: Mapping[str, str]) -> dict[str, tuple[str,
     :returns: endpoint -> (plugin, parameter name -> type to inject)
     """
     arguments: dict[str, set[str]] = {}
+    methods: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         arguments.setdefault(rule.endpoint, set()).update(rule.arguments)
+        methods.setdefault(rule.endpoint, set()).update(rule.methods or ())
     needs: dict[str, tuple[str, dict[str, Any]]] = {}
     for endpoint, view in app.view_functions.items():
         plugin = owners.get(endpoint.partition(".")[0])
@@ -166,6 +183,7 @@ def prepare_views(app: Flask, owners: Mapping[str, str]) -> dict[str, tuple[str,
                 _class_view_needs(plugin, endpoint, view_class, url_arguments),
             )
             continue
+        _check_conditional(plugin, endpoint, view, methods.get(endpoint, set()))
         try:
             needed = _function_view_needs(view, url_arguments)
         except Exception as exc:  # noqa: BLE001 - an unresolvable annotation, reported

@@ -200,6 +200,16 @@ class HostConfigSchema(ma.Schema):
     )
 
     @ma.validates_schema
+    def _check_idempotency_times(self, data: dict[str, Any], **_: Any) -> None:
+        # A key must outlive the longest a request may hold it, or a retry would find it
+        # expired while the first request still runs, and run the operation again.
+        ttl, lock = data.get("IDEMPOTENCY_KEY_TTL"), data.get("IDEMPOTENCY_LOCK_TIMEOUT")
+        if isinstance(ttl, int) and isinstance(lock, int) and ttl <= lock:
+            raise ma.ValidationError(
+                f"must be longer than IDEMPOTENCY_LOCK_TIMEOUT ({lock}).", "IDEMPOTENCY_KEY_TTL"
+            )
+
+    @ma.validates_schema
     def _check_secret_key(self, data: dict[str, Any], **_: Any) -> None:
         if data["ENVIRONMENT"] in ("development", "testing"):
             return

@@ -7,7 +7,8 @@ Exception tree::
      |    +-- Problem                an HTTP error with a specific type, detail and errors
      +-- SQLAlchemy connection errors the database is unreachable: 503 with Retry-After
      +-- IntegrityError              a unique or foreign-key constraint refused the write: 409
-     +-- DataError                   the database refused a value (too long, out of range): 422
+     +-- DataError                   the database refused a client's value (too long, out of
+     |                               range: SQLSTATE 22001, 22003, ...): 422
      +-- StaleDataError              an optimistic-concurrency conflict (a Versioned row): 412
      |                               for a request with If-Match, else 409
      +-- anything else               a bug: logged with its traceback, answered with a bare 500
@@ -188,7 +189,7 @@ def handle_unexpected_exception(error: Exception) -> Response:
         # constraint's name and the SQL stay in the log.
         log.warning("integrity conflict", exc_info=error, extra={"path": request.path})
         return problem_response(409, detail=CONFLICT_DETAIL)
-    if isinstance(error, sqlalchemy.exc.DataError):
+    if isinstance(error, sqlalchemy.exc.DataError) and _refused_input(error):
         # A value the request carried that validation let through but the column cannot hold
         # (a plugin's schema without the column's length): the client's input, not a crash.
         log.warning("value refused by the database", exc_info=error, extra={"path": request.path})
@@ -196,9 +197,21 @@ def handle_unexpected_exception(error: Exception) -> Response:
     if isinstance(error, StaleDataError):
         # Another commit changed the row between our read (and its If-Match check) and our
         # versioned UPDATE: the precondition no longer holds.
-        return problem_response(412 if request.if_match else 409, detail=STALE)
+        # With If-Match: * the client accepted any version, so the race is a conflict.
+        precondition = request.if_match and not request.if_match.star_tag
+        return problem_response(412 if precondition else 409, detail=STALE)
     log.error("unhandled exception", exc_info=error, extra={"path": request.path})
     return problem_response(500, detail=InternalServerError.description)
+
+
+# SQLSTATEs of a value the client sent that the column cannot hold: too long, out of range,
+# not a valid number/date, a bad byte sequence. Other data errors (division by zero...) are
+# bugs, answered 500.
+REFUSED_INPUT_STATES = frozenset({"22001", "22003", "22007", "22008", "22021", "22P02", "22P05"})
+
+
+def _refused_input(error: sqlalchemy.exc.DataError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in REFUSED_INPUT_STATES
 
 
 def init_app(app: Flask) -> None:

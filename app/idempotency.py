@@ -6,7 +6,11 @@ endpoint), a ``before_request`` hook, after authentication and the rate limiter:
 
 1. claims the key with an INSERT in a short transaction of its own, committed at once (never
    the request's session, so a claim is visible to every other worker before the view runs);
-2. if the key exists already: an expired one is deleted and claimed again; one used with
+2. checks the operation's ``@requires`` scopes, so a stored answer goes only to a caller the
+   view would admit (domain checks, such as project membership, are not re-run: a replay
+   repeats what that caller was already told);
+3. if the key exists already: an expired one (completed, or abandoned) is deleted and claimed
+   again; one used with
    another request (its fingerprint: method, path with query, and the body, as canonical JSON
    when it is JSON) answers a 422 problem; a completed one replays its stored answer with
    ``Idempotent-Replayed: true``; a running one answers a 409 problem with ``Retry-After``,
@@ -15,8 +19,9 @@ endpoint), a ``before_request`` hook, after authentication and the rate limiter:
 
 An ``after_request`` hook then stores a 2xx answer (status, body, ``Location``, ``ETag`` and
 ``Content-Type``) and marks the key completed; any other answer deletes the claim, so the key
-is free for a retry. A request that never reaches ``after_request`` (a worker killed mid-view)
-releases its claim at teardown. Both writes are conditional on the claim still being this
+is free for a retry. A request that raises past the error handlers releases its claim at
+teardown; a worker killed outright (SIGKILL, the server's timeout) runs no teardown, and its
+claim waits for the lock timeout. Both writes are conditional on the claim still being this
 request's (``locked_at``), so a request whose key was taken over stores nothing.
 
 The crash window: the plugin's unit of work commits the operation's own writes before the view
@@ -25,7 +30,8 @@ the database refuses the write) in between, the work is done but the key stays c
 no answer: retries get 409 until the lock timeout passes, then one retry takes the key over
 and runs the operation again. Likewise an operation running longer than the lock timeout can
 be taken over while it still runs. So set ``IDEMPOTENCY_LOCK_TIMEOUT`` above the slowest
-idempotent operation and above the server's worker timeout.
+idempotent operation and above the server's worker timeout. Delivery is therefore
+at-most-once while the process lives and at-least-once across a crash in that window.
 
 Expired keys are deleted when reused or by ``flask idempotency purge``.
 """
@@ -41,6 +47,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from flask import Flask, Request, Response, request
 from sqlalchemy import (
@@ -52,6 +59,7 @@ from sqlalchemy import (
     and_,
     delete,
     insert,
+    or_,
     select,
     update,
 )
@@ -63,7 +71,13 @@ from app.errors import VALIDATION_ERROR_TYPE
 from powerstrip.auth import request_principal
 from powerstrip.contracts import Clock
 from powerstrip.db import Model, UtcDateTime
-from powerstrip.http import ETAG_HEADER, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER
+from powerstrip.http import (
+    ETAG_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+    REQUIRES,
+    marks,
+)
 from powerstrip.idempotency import MAX_KEY_LENGTH, is_idempotent
 from powerstrip.problems import Problem
 
@@ -169,10 +183,10 @@ class KeyStore:
             row = self._read(scope)
             if row is None:  # released meanwhile: claim again
                 continue
-            if row.expires_at <= now:
-                self._run(
-                    delete(IdempotencyKey).where(scope.where(), IdempotencyKey.expires_at <= now)
-                )
+            if row.expires_at <= now and (
+                row.completed or row.locked_at <= now - self._lock_timeout
+            ):
+                self._run(delete(IdempotencyKey).where(scope.where(), self._forgettable(now)))
                 continue
             if row.fingerprint != fingerprint:
                 raise Problem(
@@ -209,10 +223,20 @@ class KeyStore:
         return self._run(self._mine(delete(IdempotencyKey), claim))
 
     def purge(self) -> int:
-        """Delete every expired key; return how many."""
-        expired = delete(IdempotencyKey).where(IdempotencyKey.expires_at <= self._clock.now())
+        """Delete every expired key no running request holds; return how many."""
+        expired = delete(IdempotencyKey).where(self._forgettable(self._clock.now()))
         with self._database.sessions() as session, session.begin():
             return cast(CursorResult[Any], session.execute(expired)).rowcount
+
+    def _forgettable(self, now: datetime) -> ColumnElement[bool]:
+        """Expired, and completed or abandoned (a running request keeps its key)."""
+        return and_(
+            IdempotencyKey.expires_at <= now,
+            or_(
+                IdempotencyKey.completed.is_(True),
+                IdempotencyKey.locked_at <= now - self._lock_timeout,
+            ),
+        )
 
     @staticmethod
     def _mine(statement: Any, claim: Claim) -> Any:
@@ -256,25 +280,28 @@ def fingerprint(sent: Request) -> str:
     if sent.is_json:
         with suppress(ValueError, RecursionError):  # not JSON after all: the bytes as sent
             body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(f"{sent.method} {sent.full_path}\n".encode())
+    query = urlencode(sorted(sent.args.items(multi=True)))  # the order of parameters is noise
+    digest = hashlib.sha256(f"{sent.method} {sent.path}?{query}\n".encode())
     digest.update(body)
     return digest.hexdigest()
 
 
-def idempotent_operations(app: Flask) -> frozenset[tuple[str, str]]:
-    """(endpoint, method) of every operation marked ``@idempotent`` (safe methods never are).
+def idempotent_operations(app: Flask) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(endpoint, method) of every operation marked ``@idempotent`` -> the scopes it requires.
 
-    A function view's mark covers its methods; a class-based view's, the one method it marks.
+    Safe methods never are. A function view's mark covers its methods; a class-based view's,
+    the one method it marks.
     """
     methods: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         methods.setdefault(rule.endpoint, set()).update(rule.methods or ())
-    return frozenset(
-        (endpoint, method)
-        for endpoint, view in app.view_functions.items()
-        for method in methods.get(endpoint, set()) - SAFE_METHODS
-        if is_idempotent(getattr(getattr(view, "view_class", None), method.lower(), view))
-    )
+    operations: dict[tuple[str, str], tuple[str, ...]] = {}
+    for endpoint, view in app.view_functions.items():
+        for method in methods.get(endpoint, set()) - SAFE_METHODS:
+            handler = getattr(getattr(view, "view_class", None), method.lower(), view)
+            if is_idempotent(handler):
+                operations[endpoint, method] = tuple(marks(handler).get(REQUIRES, ()))
+    return operations
 
 
 def _key_problem() -> Problem:
@@ -308,10 +335,16 @@ def init_app(
     def claim_key() -> Response | None:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
         caller = request_principal().caller
-        if key is None or caller is None or (request.endpoint, request.method) not in operations:
+        operation = (str(request.endpoint), request.method)
+        if key is None or caller is None or operation not in operations:
             return None  # not deduplicated: no key, or no caller to scope it to
+        if len(key) > 1 and key[0] == key[-1] == '"':
+            key = key[1:-1]  # the draft's Structured Field string form: "abc" is abc
         if not KEY_PATTERN.fullmatch(key):
             raise _key_problem()
+        # A stored answer goes only to a caller the operation would still let in (its
+        # @requires scopes: a key revoked to fewer scopes gets the view's 403, not a replay).
+        request_principal().require(*operations[operation])
         scope = Scope(caller_key(caller.subject), str(request.endpoint), key)
         claimed = store.claim(scope, fingerprint(request))
         if isinstance(claimed, Answer):

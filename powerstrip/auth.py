@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from flask import Request, has_request_context, request
 from flask_smorest import Blueprint
 
+from powerstrip.http import REQUIRES, mark
 from powerstrip.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,6 +170,7 @@ def requires(*scopes: str) -> Callable[[F], F]:
             request_principal().require(*scopes)
             return view(*args, **kwargs)
 
+        mark(wrapper, REQUIRES, scopes)
         document = Blueprint.doc(
             security=[{BEARER_SCHEME: list(scopes)}, {API_KEY_SCHEME: list(scopes)}],
             responses={"401": "UNAUTHORIZED", "403": "FORBIDDEN"},

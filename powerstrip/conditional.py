@@ -32,18 +32,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Response, request
 from werkzeug.datastructures import ETags
 from werkzeug.http import quote_etag
 
-from powerstrip.http import ETAG_HEADER, PASSES, mark, marks
+from powerstrip.http import ETAG_HEADER, mark, parameter_of, passes, unpack
 from powerstrip.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +52,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 STALE = "The resource changed since you read it: read it again and retry with its ETag."
 MISSING = "Send If-Match with the ETag you last read (or * to accept any version)."
+CACHE_CONTROL = "private, no-cache"  # a browser may keep it, and must revalidate (If-None-Match)
 
 
 def entity_tag(resource: object) -> str:
@@ -75,81 +75,76 @@ def entity_tag(resource: object) -> str:
 class Precondition:
     """What a writer expects a row to be: the entity tags it last read (or any row).
 
-    A view decorated ``@conditional`` receives the request's ``If-Match`` as one; a CLI or
-    another service that writes unconditionally passes :attr:`ANY`.
+    A view decorated ``@conditional`` receives the request's ``If-Match`` (and
+    ``If-None-Match``) as one and must hand it to the service, which calls :meth:`check` on
+    the row before changing it; the decorator refuses a write that returns without having
+    checked. A CLI or another service that writes unconditionally passes :meth:`any`.
     """
 
     tags: ETags
+    none_match: ETags = field(default_factory=ETags)
+    _checked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
-    ANY: ClassVar[Precondition]
+    @classmethod
+    def any(cls) -> Precondition:
+        """No condition: any current version of the row."""
+        return cls(ETags(star_tag=True))
+
+    @property
+    def checked(self) -> bool:
+        """Whether :meth:`check` ran."""
+        return self._checked[0]
 
     def check(self, resource: object) -> None:
-        """Raise a 412 problem unless ``resource`` is still a version the writer read."""
-        if not self.tags.contains(entity_tag(resource)):
+        """Raise a 412 problem unless ``resource`` is still a version the writer read.
+
+        ``If-Match`` compares strongly (``*``: any row); ``If-None-Match`` weakly (``*``: the
+        row must not exist, so it always fails here).
+        """
+        tag = entity_tag(resource)
+        self._checked[0] = True
+        if not self.tags.contains(tag) or self.none_match.contains_weak(tag):
             raise Problem(412, STALE)
-
-
-Precondition.ANY = Precondition(ETags(star_tag=True))
-
-
-def parameter_of(view: Callable[..., Any], kind: type) -> str | None:
-    """The name of ``view``'s parameter annotated ``kind``, if it has one."""
-    try:
-        hints = typing.get_type_hints(view)
-    except NameError as exc:
-        raise TypeError(f"{view.__qualname__}: cannot resolve its annotations: {exc}") from None
-    names = [
-        name
-        for name in inspect.signature(view).parameters
-        if hints.get(name) is kind or hints.get(name) == kind | None
-    ]
-    return names[0] if names else None
-
-
-def passes(wrapper: Callable[..., Any], name: str | None) -> None:
-    """Record that the SDK fills parameter ``name`` of the view (the injector must not)."""
-    if name is not None:
-        mark(wrapper, PASSES, frozenset({*marks(wrapper).get(PASSES, ()), name}))
 
 
 def conditional(view: F) -> F:
     """ETags, 304 and required ``If-Match`` for a view returning one Versioned row."""
     expected = parameter_of(view, Precondition)
+    name = view.__qualname__
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if request.method in WRITE_METHODS:
-            if not request.if_match:
-                raise Problem(428, MISSING)
+        if request.method not in WRITE_METHODS:
             if expected is not None:
-                kwargs[expected] = Precondition(request.if_match)
-        elif expected is not None:
-            kwargs[expected] = Precondition.ANY
-        return _tagged(view(*args, **kwargs))
+                kwargs[expected] = Precondition.any()
+            return _tagged(view(*args, **kwargs))
+        if not request.if_match:
+            raise Problem(428, MISSING)
+        if expected is None:
+            raise RuntimeError(f"{name} is @conditional but takes no Precondition parameter")
+        precondition = Precondition(request.if_match, request.if_none_match)
+        kwargs[expected] = precondition
+        result = view(*args, **kwargs)
+        if not precondition.checked:
+            raise RuntimeError(f"{name} returned without checking its Precondition")
+        return _tagged(result)
 
-    mark(wrapper, CONDITIONAL, True)
+    mark(wrapper, CONDITIONAL, {"precondition": expected})
     passes(wrapper, expected)
     return typing.cast(F, wrapper)
 
 
-def unpack(result: Any) -> tuple[Any, int | None, dict[str, str]]:
-    """A view's ``body``, ``(body, status)``, ``(body, headers)`` or ``(body, status, headers)``."""
-    if type(result) is not tuple:
-        return result, None, {}
-    if len(result) == 3:
-        return result[0], result[1], dict(result[2] or {})
-    body, second = result
-    if isinstance(second, int):
-        return body, second, {}
-    return body, None, dict(second or {})
-
-
 def _tagged(result: Any) -> Any:
-    """Add the ETag of the returned row; answer 304 to a matching ``If-None-Match``."""
+    """Add the ETag of the returned row; evaluate a read's ``If-Match``/``If-None-Match``."""
     body, status, headers = unpack(result)
     if body is None or isinstance(body, Response) or request.method == "DELETE":
         return result
     tag = quote_etag(entity_tag(body))
-    if request.method in READ_METHODS and request.if_none_match.contains_weak(tag[1:-1]):
-        return Response(status=304, headers={ETAG_HEADER: tag})
-    return body, status, {**headers, ETAG_HEADER: tag}
+    headers[ETAG_HEADER] = tag
+    if request.method in READ_METHODS:
+        headers.setdefault("Cache-Control", CACHE_CONTROL)
+        if request.if_match and not request.if_match.contains(tag[1:-1]):
+            raise Problem(412, STALE)
+        if request.if_none_match.contains_weak(tag[1:-1]):
+            return Response(status=304, headers=headers)
+    return body, status, headers

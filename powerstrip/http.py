@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +22,9 @@ IF_NONE_MATCH_HEADER = "If-None-Match"
 ETAG_HEADER = "ETag"
 PAGINATION_HEADER = "X-Pagination"
 LINK_HEADER = "Link"
+
+REQUIRES = "requires"
+"""The mark naming the scopes ``@requires`` demands (the host checks them before a replay)."""
 
 PASSES = "passes"
 """The mark naming the view parameters SDK decorators fill (the injector leaves them)."""
@@ -43,3 +48,35 @@ def marks(view: Callable[..., Any]) -> Mapping[str, Any]:
     """The SDK decorators applied to ``view``: name -> what each recorded."""
     found: Mapping[str, Any] = getattr(view, HTTP_MARKS, {})
     return found
+
+
+def parameter_of(view: Callable[..., Any], kind: type) -> str | None:
+    """The name of ``view``'s parameter annotated ``kind`` (or ``kind | None``), if any."""
+    try:
+        hints = typing.get_type_hints(view)
+    except NameError as exc:
+        raise TypeError(f"{view.__qualname__}: cannot resolve its annotations: {exc}") from None
+    names = [
+        name
+        for name in inspect.signature(view).parameters
+        if hints.get(name) is kind or hints.get(name) == kind | None
+    ]
+    return names[0] if names else None
+
+
+def passes(wrapper: Callable[..., Any], name: str | None) -> None:
+    """Record that an SDK decorator fills parameter ``name`` of the view (not the injector)."""
+    if name is not None:
+        mark(wrapper, PASSES, frozenset({*marks(wrapper).get(PASSES, ()), name}))
+
+
+def unpack(result: Any) -> tuple[Any, int | None, dict[str, str]]:
+    """A view's ``body``, ``(body, status)``, ``(body, headers)`` or ``(body, status, headers)``."""
+    if type(result) is not tuple:
+        return result, None, {}
+    if len(result) == 3:
+        return result[0], result[1], dict(result[2] or {})
+    body, second = result
+    if isinstance(second, int):
+        return body, second, {}
+    return body, None, dict(second or {})

@@ -45,9 +45,11 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
+from uuid import UUID
 
 import marshmallow as ma
 from flask import request
@@ -58,8 +60,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.types import TypeDecorator
 
-from powerstrip.conditional import parameter_of, passes, unpack
-from powerstrip.http import LINK_HEADER, PAGINATION_HEADER, mark
+from powerstrip.http import LINK_HEADER, PAGINATION_HEADER, mark, parameter_of, passes, unpack
 from powerstrip.problems import Problem
 
 T = TypeVar("T")
@@ -219,9 +220,10 @@ def page_headers(page: Page[Any]) -> dict[str, str]:
 
 
 def _url(**changes: Any) -> str:
+    """A relative reference (RFC 8288 allows it): no Host header or proxy setup in it."""
     params = [(k, v) for k, v in request.args.items(multi=True) if k not in {"page", "cursor"}]
     params += list(changes.items())
-    return f"{request.base_url}?{urlencode(params)}"
+    return f"{request.path}?{urlencode(params)}"
 
 
 def fetch_page(
@@ -237,6 +239,9 @@ def fetch_page(
     cursor, and a COUNT only when ``paging.count``.
     """
     keys = [_Key.of(element) for element in order]
+    if paging.cursor is not None:
+        for key in keys:
+            key.check_keyset()
     total = None
     if paging.count:
         counted = select(func.count()).select_from(query.order_by(None).subquery())
@@ -276,6 +281,16 @@ class _Key:
         kind: type = sql_type.python_type
         return kind
 
+    def check_keyset(self) -> None:
+        """Refuse, as a programming error, an order keyset paging cannot follow."""
+        if getattr(self.column, "nullable", False):
+            raise TypeError(f"keyset paging by {self.signature()[:-1]}: the column is nullable")
+        if self.python_type not in _PARSERS:
+            raise TypeError(
+                f"keyset paging by {self.signature()[:-1]}: {self.python_type.__name__} "
+                "values cannot be in a cursor"
+            )
+
     def value_of(self, row: object) -> Any:
         mapper = sa_inspect(row).mapper
         return getattr(row, mapper.get_property_by_column(self.column).key)
@@ -296,7 +311,11 @@ def _encode(keys: Sequence[_Key], row: object) -> str:
     values = []
     for key in keys:
         value = key.value_of(row)
-        values.append(value.isoformat() if isinstance(value, date) else value)
+        if isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, Decimal | UUID):
+            value = str(value)
+        values.append(value)
     raw = json.dumps({"o": _order_id(keys), "v": values}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -318,27 +337,70 @@ def _decode(cursor: str, keys: Sequence[_Key]) -> list[Any]:
         if not isinstance(values, list) or len(values) != len(keys):
             raise _invalid()
         return [_parse(value, key.python_type) for value, key in zip(values, keys, strict=True)]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError, binascii.Error):
         raise _invalid() from None
+
+
+def _refused() -> ValueError:
+    return ValueError("not a cursor value of this column")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _refused()
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _refused()
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -_INT64 <= value < _INT64:
+        raise _refused()
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _refused()
+    return float(value)
+
+
+def _moment(value: Any) -> datetime:
+    moment = datetime.fromisoformat(_text(value))
+    if moment.tzinfo is None:  # every cursor this code writes is aware (UtcDateTime)
+        raise _refused()
+    return moment.astimezone(UTC)  # OverflowError at the edges of time: refused too
+
+
+def _decimal(value: Any) -> Decimal:
+    number = Decimal(_text(value))
+    if not number.is_finite():
+        raise _refused()
+    return number
+
+
+_PARSERS: dict[type, Callable[[Any], Any]] = {
+    bool: _boolean,
+    int: _integer,
+    float: _float,
+    str: _text,
+    datetime: _moment,
+    date: lambda value: date.fromisoformat(_text(value)),
+    Decimal: _decimal,
+    UUID: lambda value: UUID(_text(value)),
+}
 
 
 def _parse(value: Any, kind: type) -> Any:
     """A cursor value as the column's Python type; ValueError when it is not one."""
-    if kind is bool or isinstance(value, bool):
-        if kind is bool and isinstance(value, bool):
-            return value
-    elif kind is int and isinstance(value, int):
-        if -_INT64 <= value < _INT64:
-            return value
-    elif kind is float and isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    elif kind is str and isinstance(value, str):
-        return value
-    elif kind is datetime and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    elif kind is date and isinstance(value, str):
-        return date.fromisoformat(value)
-    raise ValueError("not a cursor value of this column")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise _refused()
+    return parser(value)
 
 
 def _after(keys: Sequence[_Key], values: Sequence[Any]) -> ColumnElement[bool]:

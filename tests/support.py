@@ -23,6 +23,14 @@ class ItemSchema(ma.Schema):
     tags = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=10)))
 
 
+class DriverError(Exception):
+    """A database driver's error carrying its SQLSTATE, as psycopg's do."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 def make_probe_blueprint() -> Blueprint:
     blp = Blueprint("probe", __name__, url_prefix="/api/probe", description="Test probe")
 
@@ -81,8 +89,14 @@ def make_probe_blueprint() -> Blueprint:
         raise DataError(
             "INSERT INTO things (name) VALUES (%(name)s)",
             {"name": "x" * 60},
-            Exception("value too long for type character varying(50)"),
+            DriverError("value too long for type character varying(50)", "22001"),
         )
+
+    @blp.route("/divide")
+    @blp.response(200)
+    def divide() -> None:
+        """A data error that is a bug: not the client's input."""
+        raise DataError("SELECT 1 / 0", {}, DriverError("division by zero", "22012"))
 
     @blp.route("/boom")
     @blp.response(200)

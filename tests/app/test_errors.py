@@ -179,6 +179,12 @@ def test_a_value_the_database_cannot_hold_is_a_422_that_names_no_internals(
         assert internal not in response.get_data(as_text=True), internal
 
 
+def test_a_data_error_that_is_a_bug_stays_a_500(client: FlaskClient) -> None:
+    response = client.get("/api/probe/divide")
+    assert_problem(response, 500)
+    assert "division" not in response.get_data(as_text=True)
+
+
 def test_optimistic_concurrency_conflict_is_409_without_a_precondition(
     client: FlaskClient,
 ) -> None:
@@ -192,3 +198,5 @@ def test_optimistic_concurrency_conflict_is_412_when_the_client_sent_if_match(
 ) -> None:
     response = client.get("/api/probe/stale", headers={"If-Match": '"a-1"'})
     assert "changed since you read it" in assert_problem(response, 412)["detail"]
+    # If-Match: * accepted any version: losing the race is a conflict, not a failed condition
+    assert_problem(client.get("/api/probe/stale", headers={"If-Match": "*"}), 409)

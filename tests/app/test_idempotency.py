@@ -45,7 +45,7 @@ from app.idempotency import (
 from app.migrations import ALEMBIC_DIRECTORY, tables_created, unmigrated_tables
 from powerstrip import Clock, Model
 from powerstrip.cli import INJECTOR
-from tests.conftest import AppFactory, upgrade
+from tests.conftest import TEST_DATABASE, AppFactory, upgrade
 from tests.plugin_fixtures import Installer
 from tests.services import temporary_postgres_database
 from tests.test_gunicorn import running
@@ -90,13 +90,13 @@ class ThingSchema(ma.Schema):
 
 
 class MovableClock(Clock):
-    """The real time until a test moves it; then time stands still but for its moves."""
+    """Time stands still but for the test's moves (no test depends on how fast it runs)."""
 
     def __init__(self) -> None:
-        self.current: datetime | None = None
+        self.current = datetime.now(UTC)
 
     def now(self) -> datetime:
-        return self.current or datetime.now(UTC)
+        return self.current
 
     def advance(self, seconds: float) -> None:
         self.current = self.now() + timedelta(seconds=seconds)
@@ -424,6 +424,27 @@ def test_a_subject_too_long_for_the_column_is_scoped_by_its_digest(
     assert caller_key(long_subject).startswith("sha256:")
 
 
+def test_a_value_the_column_cannot_hold_is_a_422_from_the_real_driver(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    """The test plugin's caller column holds 50 characters; PostgreSQL refuses more (22001)."""
+    answer = post(client, f"/api/v1/{name}/things", caller="y" * 60, key="long")
+    assert answer.status_code == (422 if TEST_DATABASE == "postgresql" else 201)
+    assert "varying" not in answer.get_data(as_text=True)
+    if answer.status_code == 422:
+        assert keys(app) == []  # a refused request frees its key
+
+
+def test_the_quoted_key_form_and_the_query_order_do_not_matter(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    first = post(client, f"/api/v1/{name}/things?a=1&b=2", key="abc")
+    assert first.status_code == 201
+    again = post(client, f"/api/v1/{name}/things?b=2&a=1", key='"abc"')
+    assert replayed(again)
+    assert post(client, f"/api/v1/{name}/things?a=2&b=2", key="abc").status_code == 422
+
+
 def test_an_expired_key_runs_again_and_purge_deletes_expired_keys(
     app: Flask, client: FlaskClient, name: str
 ) -> None:
@@ -659,12 +680,14 @@ def test_it_works_inside_one_test_transaction(make_app: AppFactory, name: str) -
         ("IDEMPOTENCY_KEY_TTL", 59, "greater than or equal to 60"),
         ("IDEMPOTENCY_LOCK_TIMEOUT", 0, "greater than or equal to 1"),
         ("IDEMPOTENCY_LOCK_TIMEOUT", "5", "Not a valid integer"),
+        ("IDEMPOTENCY_LOCK_TIMEOUT", 86400, "longer than IDEMPOTENCY_LOCK_TIMEOUT"),
     ],
 )
 def test_the_durations_are_validated(
     make_app: AppFactory, key: str, value: object, message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=f"^configuration key {key}: .*{message}"):
+    shown = "IDEMPOTENCY_KEY_TTL" if "longer than" in message else key
+    with pytest.raises(ConfigError, match=f"^configuration key {shown}: .*{message}"):
         make_app(**{key: value})
 
 

@@ -314,6 +314,28 @@ class Items(MethodView):
         build(instance_path)
 
 
+def test_a_conditional_write_without_a_precondition_is_rejected(
+    installer: Installer, instance_path: Path
+) -> None:
+    body = """
+from powerstrip import conditional
+
+
+@blp.route("/items/<int:item_id>", methods=["GET", "DELETE"])
+@blp.response(204)
+@conditional
+def item(item_id):
+    return None
+"""
+    installer.install("views", plugin_source("views", body))
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'views': view views.item is @conditional and answers DELETE but takes no "
+        r"Precondition parameter",
+    ):
+        build(instance_path)
+
+
 def test_route_collision(installer: Installer, instance_path: Path) -> None:
     body = """
 @blp.route("")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from werkzeug.datastructures import ETags
 
-from powerstrip import Page, PageRequest, Precondition, Problem, Versioned, paginated
+from powerstrip import Page, PageRequest, Precondition, Problem, Versioned, fetch_page, paginated
 from powerstrip.conditional import conditional, entity_tag, unpack
 from powerstrip.http import PASSES, marks
 from powerstrip.idempotency import idempotent, is_idempotent
@@ -27,6 +29,9 @@ class Probe(Versioned, Base):
     __tablename__ = "probe_versioned"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(default="")
+    note: Mapped[str | None] = mapped_column(default=None)
+    blob: Mapped[bytes] = mapped_column(default=b"")
+    amount: Mapped[Decimal] = mapped_column(default=Decimal(0))
 
 
 def test_a_versioned_row_has_a_tag_that_changes_with_each_update() -> None:
@@ -40,7 +45,9 @@ def test_a_versioned_row_has_a_tag_that_changes_with_each_update() -> None:
         session.commit()
         first = entity_tag(row)
         assert row.version == 1
-        Precondition.ANY.check(row)
+        Precondition.any().check(row)
+        with pytest.raises(Problem):  # If-None-Match: * on a write: the row must not exist
+            Precondition.any().__class__(ETags(star_tag=True), ETags(star_tag=True)).check(row)
         Precondition(ETags([first])).check(row)
         with pytest.raises(Problem) as stale:
             Precondition(ETags(["other"], weak_etags=[first])).check(row)  # strong only
@@ -121,6 +128,9 @@ def test_unpack_reads_every_view_return_shape() -> None:
         (2.5, float, 2.5),
         ("2030-01-02", date, date(2030, 1, 2)),
         ("a", str, "a"),
+        ("1.50", Decimal, Decimal("1.50")),
+        ("2030-01-02T03:04:05+02:00", datetime, datetime(2030, 1, 2, 1, 4, 5, tzinfo=UTC)),
+        (str(UUID(int=7)), UUID, UUID(int=7)),
     ],
 )
 def test_cursor_values_are_read_as_their_column_type(value: Any, kind: type, parsed: Any) -> None:
@@ -129,7 +139,17 @@ def test_cursor_values_are_read_as_their_column_type(value: Any, kind: type, par
 
 @pytest.mark.parametrize(
     ("value", "kind"),
-    [(1, bool), (True, int), (float("inf"), float), ("x", float), (3, date), ([], str)],
+    [
+        (1, bool),
+        (True, int),
+        (float("inf"), float),
+        ("x", float),
+        (3, date),
+        ([], str),
+        ("NaN", Decimal),
+        ("2030-01-02T03:04:05", datetime),
+        ("x", bytes),
+    ],
 )
 def test_cursor_values_of_another_type_are_refused(value: Any, kind: type) -> None:
     with pytest.raises(ValueError, match="not a cursor value"):
@@ -142,30 +162,55 @@ def test_a_key_without_a_direction_is_ascending() -> None:
     assert key.signature() == "probe_versioned.id+"
 
 
-def test_conditional_writes_without_a_precondition_parameter_still_require_if_match() -> None:
+def test_a_conditional_write_must_take_and_check_its_precondition() -> None:
+    """A write that ignored If-Match would lose updates: it fails loudly instead."""
     calls: list[str] = []
 
     @conditional
-    def delete(expected: Precondition) -> None:
-        calls.append("delete")
+    def careless(expected: Precondition) -> None:
+        calls.append("careless")
 
     @conditional
-    def remove() -> None:
-        calls.append("remove")
+    def unguarded() -> None:
+        calls.append("unguarded")
 
     @conditional
     def read(expected: Precondition) -> Any:
-        assert expected is Precondition.ANY
+        assert expected.tags.star_tag  # reads get no condition
         return None
 
     app = Flask(__name__)
     with app.test_request_context("/", method="DELETE"):
         with pytest.raises(Problem) as missing:
-            remove()
+            unguarded()
         assert missing.value.code == 428
     with app.test_request_context("/", method="DELETE", headers={"If-Match": "*"}):
-        remove()
-        delete()  # type: ignore[call-arg] # the decorator passes it
+        with pytest.raises(RuntimeError, match="takes no Precondition parameter"):
+            unguarded()
+        with pytest.raises(RuntimeError, match="without checking its Precondition"):
+            careless()  # type: ignore[call-arg] # the decorator passes it
     with app.test_request_context("/"):
         assert read() is None  # type: ignore[call-arg]
-    assert calls == ["remove", "delete"]
+    assert calls == ["careless"]
+
+
+def test_keyset_paging_refuses_orders_it_cannot_follow() -> None:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add_all([Probe(amount=Decimal("1.5")), Probe(amount=Decimal("2.5"))])
+        session.commit()
+        first = PageRequest(size=1, cursor="")
+        for column in (Probe.note, Probe.blob):
+            with pytest.raises(TypeError, match="keyset paging by probe_versioned"):
+                fetch_page(session, select(Probe), first, order=[column, Probe.id])
+        order = [Probe.amount.desc(), Probe.id.desc()]
+        page = fetch_page(session, select(Probe), first, order=order)
+        assert [row.amount for row in page.items] == [Decimal("2.5")]
+        assert page.next_cursor is not None
+        after = PageRequest(size=1, cursor=page.next_cursor)
+        rest = fetch_page(session, select(Probe), after, order=order)
+        assert [row.amount for row in rest.items] == [Decimal("1.5")]
+        assert rest.next_cursor is None
+        counted = fetch_page(session, select(Probe), PageRequest(size=5), order=order)
+        assert counted.total == 2  # page numbers may order by anything

@@ -46,6 +46,7 @@ def test_if_none_match_answers_304_with_no_body_until_the_resource_changes(
         assert cached.status_code == 304, condition
         assert cached.get_data() == b""
         assert cached.headers["ETag"] == tag
+        assert cached.headers["Cache-Control"] == "private, no-cache"  # kept, revalidated
     assert people.owner.get(path, **{"If-None-Match": '"other"'}).status_code == 200
     people.owner.patch(path, {"name": "Renamed"}, **{"If-Match": tag})
     fresh = people.owner.get(path, **{"If-None-Match": tag})
@@ -65,6 +66,17 @@ def test_if_match_compares_strongly_and_accepts_a_list(people: People) -> None:
     missing = people.owner.patch(path, {"name": "z"})
     assert missing.status_code == 428
     assert "If-Match" in missing.get_json()["detail"]
+
+
+def test_every_precondition_is_evaluated_whatever_the_method(people: People) -> None:
+    project = people.owner.project()
+    path = f"{PROJECTS}/{project}"
+    tag = people.owner.get(path).headers["ETag"]
+    assert people.owner.get(path, **{"If-Match": '"old"'}).status_code == 412
+    assert people.owner.get(path, **{"If-Match": tag}).status_code == 200
+    exists = people.owner.patch(path, {"name": "x"}, **{"If-Match": "*", "If-None-Match": "*"})
+    assert exists.status_code == 412  # If-None-Match: * means "only if it does not exist"
+    assert people.owner.get(path).get_json()["name"] == "Launch"
 
 
 def test_a_page_size_above_the_maximum_is_a_422_naming_it(seeded: tuple[People, int]) -> None:
@@ -163,6 +175,9 @@ def _cursor_with(cursor: str, values: list[Any]) -> str:
         ("title", [7, 3]),
         ("-created_at", ["yesterday", 3]),
         ("-created_at", [12, 3]),
+        ("-created_at", ["2030-01-01T00:00:00", 3]),  # no timezone
+        ("-created_at", ["9999-12-31T23:59:59-05:00", 3]),  # past the last UTC moment
+        ("-created_at", ["0001-01-01T00:00:00+05:00", 3]),  # before the first
     ],
 )
 def test_a_forged_cursor_is_a_422_never_a_500(

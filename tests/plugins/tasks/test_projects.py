@@ -38,6 +38,21 @@ def test_idempotent_create_replays_and_refuses_another_body(people: People) -> N
     )
 
 
+def test_a_replay_goes_only_to_a_caller_the_operation_still_admits(people: People) -> None:
+    """Same subject, a key without tasks:use: the view's 403, never the stored answer."""
+    first = people.alice.post(PROJECTS, {"name": "Mine"}, **{"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    created = people.alice.post("/api/v1/accounts/api-keys", {"name": "no scopes", "scopes": []})
+    assert created.status_code == 201, created.get_json()
+    narrow = people.alice.client.post(
+        PROJECTS,
+        json={"name": "Mine"},
+        headers={"X-API-Key": created.get_json()["key"], "Idempotency-Key": "k1"},
+    )
+    assert narrow.status_code == 403
+    assert "Idempotent-Replayed" not in narrow.headers
+
+
 def test_list_shows_only_ones_projects_with_paging(people: People) -> None:
     for name in ("a", "b", "c"):
         people.owner.project(name)
