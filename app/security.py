@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -42,6 +44,12 @@ def _require_json_body() -> None:
             "This API accepts only JSON bodies: send Content-Type: application/json.",
             headers={"Accept": "application/json"},
         )
+    try:
+        json.loads(request.get_data(cache=True))
+    except RecursionError:  # the parsers' stack gives out before the body does: never a 500
+        raise Problem(400, "The JSON body is nested too deeply.") from None
+    except ValueError:
+        pass  # malformed JSON: the view's parser answers it (a 400 naming the position)
 
 
 def _security_headers(response: Response) -> Response:

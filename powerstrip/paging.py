@@ -127,6 +127,7 @@ def paginated(
     if not 1 <= default_page_size <= max_page_size:
         raise ValueError("default_page_size must be between 1 and max_page_size")
     size_rule = ma.validate.Range(min=1, max=max_page_size)
+    schema = PagingSchema()  # one per operation: loading keeps no state, building costs
 
     def decorate(view: F) -> F:
         parameter = parameter_of(view, PageRequest)
@@ -135,7 +136,7 @@ def paginated(
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            paging = _page_request(size_rule, default_page_size, keyset=keyset)
+            paging = _page_request(schema, size_rule, default_page_size, keyset=keyset)
             kwargs[parameter] = paging
             page, status, headers = unpack(view(*args, **kwargs))
             if not isinstance(page, Page):
@@ -157,10 +158,12 @@ def paginated(
     return decorate
 
 
-def _page_request(size_rule: ma.validate.Range, default_size: int, *, keyset: bool) -> PageRequest:
+def _page_request(
+    schema: PagingSchema, size_rule: ma.validate.Range, default_size: int, *, keyset: bool
+) -> PageRequest:
     errors: dict[str, list[str]] = {}
     try:
-        values = PagingSchema().load(request.args)
+        values = schema.load(request.args)
     except ma.ValidationError as exc:
         errors = {str(k): list(v) for k, v in typing.cast(dict[str, Any], exc.messages).items()}
         values = {}
