@@ -15,14 +15,16 @@ that version. ``@conditional`` on a view that returns such a row then:
   answers 412: the versioned UPDATE matches no row, and the host turns SQLAlchemy's
   ``StaleDataError`` into the same 412 problem.
 
-The service sees a domain-level guard, never a header::
+The service sees a domain-level guard, never a header (the tasks plugin's ``patch_task``)::
 
-    @blueprint.route("/notes/<int:note_id>", methods=["PATCH"])
-    @blueprint.arguments(NotePatchSchema)
-    @blueprint.response(200, NoteSchema)
+    @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PATCH"])
+    @blueprint.arguments(TaskPatchSchema)
+    @blueprint.response(200, TaskSchema)
+    @requires(USE)
     @conditional
-    def patch_note(body, note_id: int, notes: NoteService, expected: Precondition) -> Note:
-        return notes.update(note_id, body, expected)
+    def patch_task(body, project_id, task_id, tasks: TaskService, principal: Principal,
+                   expected: Precondition) -> Task:
+        return tasks.update(principal, project_id, task_id, body, expected, replace=False)
 
 The host documents all of it in the OpenAPI document (the ``ETag`` header, the
 ``If-None-Match`` and ``If-Match`` parameters, the 304, 412 and 428 answers).

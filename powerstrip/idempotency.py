@@ -1,15 +1,19 @@
 """``@idempotent``: a POST a client may repeat safely with an ``Idempotency-Key`` header.
 
-The decorator only marks and documents the operation; the host runs the mechanism (its own
+The decorator only marks the operation; the host runs the mechanism (in its own
 table, outside the plugin's transaction), so a plugin's services never see keys, stored
-answers or status codes::
+answers or status codes (the tasks plugin's ``create_task``)::
 
-    @blueprint.route("/notes", methods=["POST"])
-    @blueprint.arguments(NoteInSchema)
-    @blueprint.response(201, NoteSchema)
+    @blueprint.route("/projects/<int:project_id>/tasks", methods=["POST"])
+    @blueprint.arguments(TaskInSchema)
+    @blueprint.response(201, TaskSchema)
+    @requires(USE)
     @idempotent
-    def create_note(body: dict[str, Any], notes: NoteService) -> Note:
-        return notes.create(body)
+    @conditional
+    def create_task(body, project_id: int, tasks: TaskService, principal: Principal):
+        created = tasks.create(principal, project_id, body)
+        return created, {"Location": url_for("tasks.task", project_id=project_id,
+                                             task_id=created.id)}
 
 For an authenticated request carrying ``Idempotency-Key`` (1 to 255 printable ASCII
 characters), keyed by the caller, the operation and the key (the IETF

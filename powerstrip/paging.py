@@ -2,19 +2,19 @@
 
 ``@paginated`` reads the paging query parameters, hands the view a :class:`PageRequest` (a
 parameter annotated so) and turns the :class:`Page` the view returns into the items (which
-``@blueprint.response(200, Schema(many=True))`` serializes) plus two headers::
+``@blueprint.response(200, Schema(many=True))`` serializes) plus two headers. The hello example
+plugin's greetings::
 
-    @blueprint.route("/notes", methods=["GET"])
-    @blueprint.arguments(NoteQuerySchema, location="query")
-    @blueprint.response(200, NoteSchema(many=True))
-    @paginated(max_page_size=100, keyset=True)
-    def list_notes(query, notes: NoteService, paging: PageRequest) -> Page[Note]:
-        return notes.page(query, paging)
+    @blueprint.route("/greetings", methods=["GET"])
+    @blueprint.response(200, StoredGreetingSchema(many=True))
+    @paginated(max_page_size=50, keyset=True)
+    def list_greetings(log: GreetingLog, paging: PageRequest) -> Page[GreetingRecord]:
+        return log.latest(paging)
 
-and in the repository, one call runs the query for either kind of page::
+and in its repository, one call runs the query for either kind of page::
 
-    order = [Note.created_at.desc(), Note.id.desc()]
-    return fetch_page(self.session, select(Note), paging, order=order)
+    order = [GreetingRecord.id.desc()]
+    return fetch_page(self._session, select(GreetingRecord), paging, order=order)
 
 Query parameters: ``page`` (from 1) and ``page_size`` (1 to the operation's maximum: a
 larger one is a 422 problem naming the maximum; nothing is clamped silently). With
