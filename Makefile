@@ -8,13 +8,14 @@ UV := $(BIN)/uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
+TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 HELLO := examples/hello-plugin
 HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.py $(HELLO)/powerstrip_hello/migrations/*.py)
 
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-pg lint typecheck imports check lock clean
+.PHONY: help run test test-hello test-pg lint typecheck imports check lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -50,9 +51,14 @@ run: $(VENV)/.runtime-installed ## install, migrate the database in instance/, s
 
 test: $(VENV)/.dev-installed $(VENV)/.hello-installed ## install, run the whole suite with coverage
 	$(BIN)/pytest
+	cd $(HELLO) && ../../$(BIN)/pytest
+
+test-hello: $(VENV)/.hello-installed ## the example plugin's own tests, as its author runs them
+	cd $(HELLO) && ../../$(BIN)/pytest
 
 test-pg: $(VENV)/.dev-installed $(VENV)/.hello-installed ## the whole suite on PostgreSQL (127.0.0.1:5432, database test)
 	POWERSTRIP_TEST_DATABASE=postgresql $(BIN)/pytest
+	cd $(HELLO) && ../../$(BIN)/pytest --powerstrip-database-url $(TEST_POSTGRES_URL)
 
 lint: $(VENV)/.dev-installed ## ruff check + ruff format --check
 	$(BIN)/ruff check .

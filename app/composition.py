@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import injector
@@ -27,7 +27,7 @@ from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
 from powerstrip.db import Model
 from powerstrip.events import EventBus
 from powerstrip.http import PASSES, marks
-from powerstrip.plugin import Plugin
+from powerstrip.plugin import InjectorModule, Plugin
 
 
 class CoreModule(injector.Module):
@@ -239,10 +239,13 @@ def install_injector(
     core: list[injector.Module],
     records: list[PluginRecord],
     owners: Mapping[str, str],
+    extra: Sequence[InjectorModule] = (),
 ) -> injector.Injector:
     """Build the one Injector of this app, apply FlaskInjector, check every view's needs.
 
     Each plugin's settings object is bound by its type before the plugin's own modules.
+    ``extra`` modules (a test's fakes) are installed after every plugin's, so their bindings
+    win, and before the views' needs are checked, so a fake may supply a missing binding.
     """
     inj = injector.Injector(core, auto_bind=True)
     for record in records:
@@ -258,6 +261,8 @@ def install_injector(
                 raise PluginError(
                     plugin.name, f"injector module failed: {type(exc).__name__}: {exc}"
                 ) from None
+    for module in extra:
+        inj.binder.install(module)
     needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
     resolve_views(app, inj, needs, authenticators(records))

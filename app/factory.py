@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
@@ -30,10 +31,11 @@ from app import (
 from app.cli import config_command, idempotency_command
 from app.db import DATABASE, Database, DatabaseModule, make_engine
 from app.loader import PluginError, PluginRecord
+from powerstrip.auth import Authenticator
 from powerstrip.cli import INJECTOR
 from powerstrip.contracts import Clock
 from powerstrip.events import EventBus
-from powerstrip.plugin import PluginContext
+from powerstrip.plugin import InjectorModule, PluginContext
 
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
@@ -46,16 +48,34 @@ class _JSONProvider(DefaultJSONProvider):
     sort_keys = False  # keep documents in the order they were written (problem members, spec)
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+def create_app(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    modules: Sequence[InjectorModule] = (),
+    authenticators: Sequence[type[Authenticator]] = (),
+) -> Flask:
     """Build the app: defaults -> instance/config.toml -> POWERSTRIP_* env -> ``overrides``.
 
     Raises :class:`app.config.StartupError` (one line) if the configuration is invalid or, in
     strict mode, if a plugin is broken.
+
+    :param modules: injector modules installed after every plugin's, so their bindings win:
+        how a test binds a fake for a chosen interface (``powerstrip.testing`` passes them)
+    :param authenticators: asked before the plugins' authenticators; for tests only (the test
+        caller of ``powerstrip.testing``): a plugin contributes its own through ``Plugin``
     """
-    return _build(overrides, excluded={})
+    return _build(overrides, _Extras(tuple(modules), tuple(authenticators)), excluded={})
 
 
-def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Flask:
+@dataclass(frozen=True, slots=True)
+class _Extras:
+    """What the caller of ``create_app`` adds to the plugins' contributions."""
+
+    modules: tuple[InjectorModule, ...]
+    authenticators: tuple[type[Authenticator], ...]
+
+
+def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[str, str]) -> Flask:
     app = Flask("app", instance_path=config.instance_path(overrides, os.environ))
     host_config, sections = config.load(Path(app.instance_path), overrides)
     logs.configure_logging(host_config.LOG_LEVEL)
@@ -91,12 +111,12 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     ]
     app.extensions[PLUGINS] = records
     try:
-        owners = _compose(app, smorest, host_config, enabled, core)
+        owners = _compose(app, smorest, host_config, enabled, core, extras.modules)
     except PluginError as exc:
         if host_config.PLUGINS_STRICT:
             raise
         # Flask cannot unregister routes: build again without the plugin that broke.
-        return _build(overrides, {**excluded, exc.plugin: exc.cause})
+        return _build(overrides, extras, {**excluded, exc.plugin: exc.cause})
     for record in records.values():
         if record.state == "failed":
             log.error("plugin skipped", extra={"plugin": record.name, "reason": record.reason})
@@ -114,7 +134,10 @@ def _build(overrides: Mapping[str, Any] | None, excluded: dict[str, str]) -> Fla
     auth.init_app(
         app,
         app.extensions[INJECTOR],
-        [authenticator for _, authenticator in composition.authenticators(enabled)],
+        [
+            *extras.authenticators,
+            *(authenticator for _, authenticator in composition.authenticators(enabled)),
+        ],
     )
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:
@@ -162,6 +185,7 @@ def _compose(
     host_config: config.HostConfig,
     enabled: list[PluginRecord],
     core: list[injector.Module],
+    extra: Sequence[InjectorModule],
 ) -> dict[str, str]:
     """Register every enabled plugin; return blueprint name -> plugin name."""
     composition.check_tables(enabled)
@@ -176,7 +200,7 @@ def _compose(
             owners[name] = plugin.name
         if plugin.commands is not None:
             app.cli.add_command(plugin.commands, plugin.name)
-    inj = composition.install_injector(app, core, enabled, owners)
+    inj = composition.install_injector(app, core, enabled, owners, extra)
     app.extensions[INJECTOR] = inj
     inj.get(EventBus).use_resolver(inj.get)
     return owners
