@@ -141,12 +141,12 @@ def _tagged(result: Any) -> Any:
     body, status, headers = unpack(result)
     if body is None or isinstance(body, Response) or request.method == "DELETE":
         return result
-    tag = quote_etag(entity_tag(body))
-    headers[ETAG_HEADER] = tag
+    tag = entity_tag(body)
+    headers[ETAG_HEADER] = quote_etag(tag)
     if request.method in READ_METHODS:
         headers.setdefault("Cache-Control", CACHE_CONTROL)
-        if request.if_match and not request.if_match.contains(tag[1:-1]):
+        if request.if_match and not request.if_match.contains(tag):
             raise Problem(412, STALE)
-        if request.if_none_match.contains_weak(tag[1:-1]):
+        if request.if_none_match.contains_weak(tag):
             return Response(status=304, headers=headers)
     return body, status, headers

@@ -95,7 +95,6 @@ class ProjectService:
                 if field in changes:
                     setattr(project, field, changes[field])
             project.updated_at = self._clock.now()
-            self._repository.session.flush()
             self._events.publish(
                 ProjectUpdated(project_id=project.id, actor=caller.subject, fields=tuple(changes))
             )

@@ -99,7 +99,7 @@ class TaskService:
         """Change a task (editors): PATCH changes the given fields, PUT replaces them all.
 
         ``expected`` is checked against the task as loaded; a commit racing this one fails
-        the versioned UPDATE (the host answers 412 for both).
+        the versioned UPDATE when the unit of work commits (the host answers 412 for both).
         """
         caller = principal.require(USE)
         with self._uow:
@@ -113,7 +113,6 @@ class TaskService:
                 task.labels, task.status = [], "open"
             _apply(task, changes, now)
             task.updated_at = now
-            self._repository.session.flush()
             self._events.publish(
                 TaskUpdated(
                     project_id=project_id,

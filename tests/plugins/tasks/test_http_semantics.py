@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from app.db import DATABASE, Database
 from tests.plugins.tasks.conftest import PROJECTS, People
-from tests.plugins.tasks.test_tasks import seeded, titles
+from tests.plugins.tasks.test_tasks import seeded
 
 __all__ = ["seeded"]  # the fixture, used here by name
 
@@ -215,7 +215,7 @@ def test_accounts_and_tasks_send_one_x_pagination_shape(seeded: tuple[People, in
     }
     rels = {part.split('rel="')[1].rstrip('"') for part in users.headers["Link"].split(", ")}
     assert rels == {"first", "prev", "next", "last"}
-    assert titles(tasks) == [t["title"] for t in tasks.get_json()]
+    assert len(tasks.get_json()) == shapes[0]["page_size"] == 2  # the header tells the truth
 
 
 def _operation(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
