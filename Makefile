@@ -57,7 +57,7 @@ test-hello: $(VENV)/.hello-installed ## the example plugin's own tests, as its a
 	cd $(HELLO) && ../../$(BIN)/pytest
 
 test-pg: $(VENV)/.dev-installed $(VENV)/.hello-installed ## the whole suite on PostgreSQL (127.0.0.1:5432, database test)
-	POWERSTRIP_TEST_DATABASE=postgresql $(BIN)/pytest
+	POWERSTRIP_TEST_DATABASE=postgresql $(BIN)/pytest --powerstrip-database-url $(TEST_POSTGRES_URL)
 	cd $(HELLO) && ../../$(BIN)/pytest --powerstrip-database-url $(TEST_POSTGRES_URL)
 
 lint: $(VENV)/.dev-installed ## ruff check + ruff format --check

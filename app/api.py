@@ -217,6 +217,8 @@ class HttpSemanticsPlugin(BasePlugin):
             )
             headers.append(IDEMPOTENT_REPLAYED_HEADER)
             problems += [HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY]
+        if "requestBody" in operation:  # the host refuses a body that is not JSON, or too deep
+            problems.append(HTTPStatus.BAD_REQUEST)
         for problem in problems:
             responses.setdefault(str(problem.value), problem.name)
         for status, response in responses.items():

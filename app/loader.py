@@ -31,12 +31,14 @@ from packaging.version import InvalidVersion, Version
 
 from app.config import ENV_PREFIX, StartupError, first_error
 from powerstrip.contracts import PluginInfo, PluginState
-from powerstrip.plugin import _SETTINGS_ENVIRONMENT, ENTRY_POINT_GROUP, NAME_PATTERN, Plugin
+from powerstrip.plugin import (
+    _SETTINGS_ENVIRONMENT,
+    ENTRY_POINT_GROUP,
+    Plugin,
+    name_problem,
+)
 
 HOST_DISTRIBUTION = "powerstrip"
-HOST_NAMESPACE = "host"
-"""The host's own tables are ``host_...`` and its revisions the ``host`` branch: no plugin is
-named ``host`` or ``host_...`` (its tables, ``<plugin>_...``, would share the prefix)."""
 
 State = PluginState
 
@@ -276,14 +278,6 @@ class _Filters:
     environment: str
 
 
-def _name_problem(name: str) -> str | None:
-    if not NAME_PATTERN.fullmatch(name):
-        return "invalid name: use 2-32 of a-z, 0-9 and _, starting with a letter"
-    if name == HOST_NAMESPACE or name.startswith(f"{HOST_NAMESPACE}_"):
-        return f"reserved name: {HOST_NAMESPACE} and {HOST_NAMESPACE}_... name the host's tables"
-    return None
-
-
 def _refusal(
     name: str,
     candidates: list[metadata.EntryPoint],
@@ -298,7 +292,7 @@ def _refusal(
     if len(candidates) > 1:
         distributions = sorted({ep.dist.name if ep.dist else "?" for ep in candidates})
         return "failed", f"duplicate name: provided by {', '.join(distributions)}"
-    problem = _name_problem(name)
+    problem = name_problem(name)
     if problem is not None:
         return "failed", problem
     if name in filters.excluded:

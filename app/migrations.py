@@ -44,8 +44,9 @@ from flask_migrate import Migrate
 from sqlalchemy.types import TypeDecorator
 
 from app.db import DATABASE, Database
-from app.loader import HOST_NAMESPACE, PluginRecord
+from app.loader import PluginRecord
 from powerstrip.db import Model
+from powerstrip.plugin import HOST_NAMESPACE
 
 MIGRATIONS = "powerstrip.migrations"
 ALEMBIC_DIRECTORY = Path(__file__).parent / "alembic"

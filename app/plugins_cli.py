@@ -1,4 +1,4 @@
-"""``flask plugins list|check|config|makemigrations``: find, check and migrate plugins.
+"""``flask plugins list|check|config|makemigrations|new``: find, check, migrate, start plugins.
 
 These commands are registered through the ``flask.commands`` entry point, so they run
 without ``--app`` loading the app first: they build it themselves in lenient mode, so a
@@ -19,6 +19,7 @@ from app.db import DATABASE
 from app.factory import PLUGINS, create_app
 from app.loader import PluginRecord
 from app.migrations import make_revision, unmigrated_tables
+from powerstrip.scaffold import new
 
 COLUMNS = ("NAME", "VERSION", "DISTRIBUTION", "STATE", "ROUTES", "REASON")
 
@@ -140,3 +141,6 @@ def make_migrations(name: str, message: str) -> None:
         raise click.ClickException(f"{exc}{hint}") from None
     finally:
         app.extensions[DATABASE].engine.dispose()
+
+
+plugins.add_command(new)  # the SDK's `new` writes a plugin project: it needs no app

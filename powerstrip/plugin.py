@@ -33,6 +33,19 @@ _SETTINGS_ENVIRONMENT: ContextVar[str] = ContextVar(
     "powerstrip_settings_environment", default="production"
 )
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,31}")
+HOST_NAMESPACE = "host"
+"""The host's own tables are ``host_...`` and its revisions the ``host`` branch: no plugin is
+named ``host`` or ``host_...`` (its tables, ``<plugin>_...``, would share the prefix)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a plugin (the pattern, the host's reserved name), or None."""
+    if not NAME_PATTERN.fullmatch(name):
+        return "invalid name: use 2-32 of a-z, 0-9 and _, starting with a letter"
+    if name == HOST_NAMESPACE or name.startswith(f"{HOST_NAMESPACE}_"):
+        return f"reserved name: {HOST_NAMESPACE} and {HOST_NAMESPACE}_... name the host's tables"
+    return None
+
 
 InjectorModule = injector.Module | type[injector.Module] | Callable[[injector.Binder], None]
 

@@ -18,6 +18,10 @@ from tests.plugin_fixtures import Installer
 from tests.services import temporary_postgres_database
 from tests.support import register_probe
 
+# The plugin author's kit (its fixtures, for tests/plugins/test_conformance.py): registered
+# here, after coverage started, as pyproject's `-p no:powerstrip` keeps its entry point out.
+pytest_plugins = ["powerstrip.testing"]
+
 AppFactory = Callable[..., Flask]
 # Read once, before the autouse fixture below clears POWERSTRIP_* for every test.
 TEST_DATABASE = os.environ.get("POWERSTRIP_TEST_DATABASE", "sqlite")
@@ -122,3 +126,12 @@ def rollback_app(make_app: AppFactory) -> Iterator[Flask]:
         database.use_connection(connection)
         yield app
         transaction.rollback()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the timings tests recorded (``record_property("..._seconds", ...)``)."""
+    for report in terminalreporter.getreports("passed"):
+        timings = [(k, v) for k, v in report.user_properties if k.endswith("_seconds")]
+        if timings:
+            shown = ", ".join(f"{key.removesuffix('_seconds')} {value}s" for key, value in timings)
+            terminalreporter.write_line(f"timings of {report.nodeid}: {shown}")

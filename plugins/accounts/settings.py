@@ -57,7 +57,9 @@ class AccountsSettingsSchema(ma.Schema):
         metadata={"secret": True, "description": "key id -> HS256 secret (32+ chars)"},
     )
     CURRENT_KEY = ma.fields.String(
-        load_default=None, allow_none=True, metadata={"description": "key id that signs"}
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "key id that signs", "secret": False},
     )
     REGISTRATION_OPEN = ma.fields.Boolean(load_default=False)
     PASSWORD_MIN_LENGTH = ma.fields.Integer(load_default=10, validate=ma.validate.Range(8, 128))

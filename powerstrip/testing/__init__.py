@@ -39,6 +39,16 @@ Fixtures (all named ``powerstrip_...``):
 ``powerstrip_events``
     The :class:`EventRecorder` of ``powerstrip_app``'s event bus, recording from the start of
     the test (:func:`record_events` records another app's).
+``plugin_conformance``
+    ``plugin_conformance("NAME", plugins=(), config=None, modules=())`` runs the conformance
+    suite on an installed plugin, with the plugins it requires and ``plugins`` (say, one that
+    binds a contract it uses) enabled, ``config`` and ``modules`` as for ``powerstrip_make_app``:
+    strict loading, migrations (upgrade from
+    empty, ``db check``, downgrade to base, upgrade), table names, the OpenAPI document of every
+    operation, bad input (a malformed body, wrong-typed fields, unknown path parameters: a
+    documented problem, never a 5xx) and secret settings. It fails the test listing every
+    failure, one line each; it returns the :class:`ConformanceReport` when all pass. One line in
+    a plugin's tests: ``def test_conformance(plugin_conformance): plugin_conformance("hello")``.
 ``powerstrip_runner``
     A Flask CLI runner of ``powerstrip_app``: ``powerstrip_runner.invoke(args=["hello", "greet",
     "Ada"])``. An ``@injected`` command runs as in production (a scope of its own, one unit of
@@ -66,6 +76,7 @@ from powerstrip.auth import Principal
 from powerstrip.cli import INJECTOR
 from powerstrip.events import EventBus
 from powerstrip.plugin import InjectorModule
+from powerstrip.testing._conformance import ConformanceReport, PluginConformance, run
 from powerstrip.testing._databases import Database, Databases, rolled_back, upgrade
 
 if TYPE_CHECKING:
@@ -78,7 +89,9 @@ __all__ = [
     "TEST_CALLER_HEADER",
     "AppFactory",
     "CallerFactory",
+    "ConformanceReport",
     "EventRecorder",
+    "PluginConformance",
     "caller_client",
     "record_events",
 ]
@@ -301,6 +314,25 @@ def powerstrip_events(powerstrip_app: Flask) -> EventRecorder:
 def powerstrip_runner(powerstrip_app: Flask) -> FlaskCliRunner:
     """A CLI runner of ``powerstrip_app``: ``invoke(args=[plugin, command, ...])``."""
     return powerstrip_app.test_cli_runner()
+
+
+@pytest.fixture
+def plugin_conformance(powerstrip_make_app: AppFactory) -> PluginConformance:
+    """Run the conformance suite on a plugin: fails the test listing what does not conform."""
+
+    def check(
+        name: str,
+        *,
+        plugins: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        modules: Sequence[InjectorModule] = (),
+    ) -> ConformanceReport:
+        report = run(powerstrip_make_app, name, plugins=plugins, config=config, modules=modules)
+        if report.failures:
+            pytest.fail(report.summary(), pytrace=False)
+        return report
+
+    return check
 
 
 def caller_client(

@@ -7,16 +7,21 @@ with ``pytester``, under ``filterwarnings = error`` as a plugin's own configurat
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
 
 # Imported here, before any inner run: pytester forgets the modules first imported during a
 # run, and importing the plugin's models again would define their tables twice.
+import plugins.accounts
 import plugins.tasks  # noqa: F401
+from powerstrip.db import Model
 from powerstrip.testing import DATABASE_URL_ENV, TEST_CALLER_HEADER
 from tests.services import POSTGRES_URL, require_postgres
 
@@ -350,3 +355,198 @@ def test_importing_the_kit_loads_nothing_of_the_host() -> None:
     roots = {name.split(".")[0] for name in loaded}
     assert roots.isdisjoint({"app", "plugins", "alembic", "flask_migrate", "psycopg"})
     assert "flask.testing" not in loaded
+
+
+# A plugin that breaks each promise the conformance suite checks, installed in the test folder
+# (a package and its dist-info: found through its entry point, as an installed one is).
+BROKEN_PLUGIN = {
+    "broken_kit/__init__.py": """
+from dataclasses import dataclass
+from pathlib import Path
+
+import flask
+import marshmallow as ma
+from flask_smorest import Blueprint
+from powerstrip import Model, Plugin, Problem
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+blp = Blueprint("broken", __name__)
+
+
+class Note(Model):
+    __tablename__ = "broken_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(100))
+    extra: Mapped[str] = mapped_column(String(10))  # no migration adds it: db check fails
+
+
+class NoteSchema(ma.Schema):
+    text = ma.fields.String(required=True)
+    tags = ma.fields.Raw(required=True)  # untyped: the view trusts it is a list
+
+
+@blp.route("/notes", methods=["POST"])
+@blp.arguments(NoteSchema)
+@blp.response(201, NoteSchema)
+def create_note(body):
+    \"\"\"The operation that 500s on a bad body.\"\"\"
+    return {"text": body["text"], "tags": ", ".join(body["tags"])}
+
+
+@blp.route("/notes/<int:note_id>")
+@blp.response(200, NoteSchema)
+def note(note_id):
+    \"\"\"A 404 it does not document.\"\"\"
+    raise Problem(404, "No such note.")
+
+
+@blp.route("/notes/<int:note_id>", methods=["DELETE"])
+def remove_note(note_id):
+    \"\"\"An error that is not a problem.\"\"\"
+    return flask.Response("gone", status=410, mimetype="text/plain")
+
+
+@dataclass(frozen=True)
+class BrokenSettings:
+    API_TOKEN: str
+    WEBHOOK_SECRET: str | None
+
+
+class Settings(ma.Schema):
+    API_TOKEN = ma.fields.String(load_default="tok-3f9a1c")  # looks secret, not marked
+    WEBHOOK_SECRET = ma.fields.String(load_default=None, allow_none=True, metadata={"secret": True})
+
+    @ma.post_load
+    def build(self, data, **_):
+        return BrokenSettings(**data)
+
+
+needy = Plugin(name="needy", version="0.1.0", requires=("ghost",))
+
+plugin = Plugin(
+    name="broken",
+    version="0.1.0",
+    description="Breaks every promise the conformance suite checks.",
+    blueprints=[blp],
+    settings=Settings,
+    migrations=Path(__file__).parent / "migrations",
+)
+""",
+    "broken_kit/migrations/b0b0b0b0b0b0_create_notes.py": '''
+"""create notes
+
+Revision ID: b0b0b0b0b0b0
+Revises:
+Create Date: 2026-11-28 12:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b0b0b0b0b0b0"
+down_revision = None
+branch_labels = ("broken",)
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "broken_notes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("text", sa.String(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_broken_notes")),
+        sqlite_autoincrement=True,
+    )
+    op.create_table("orphans", sa.Column("id", sa.Integer(), primary_key=True))  # unprefixed
+
+
+def downgrade():
+    op.drop_table("orphans")  # and forgets broken_notes
+''',
+    "broken_kit-0.1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: broken-kit\n"
+    "Version: 0.1.0\n",
+    "broken_kit-0.1.0.dist-info/entry_points.txt": "[powerstrip.plugins]\n"
+    "broken = broken_kit:plugin\nneedy = broken_kit:needy\nblueprint = broken_kit:blp\n",
+}
+
+
+REFUSALS = r"""
+import pytest
+
+
+def test_not_installed(plugin_conformance):
+    with pytest.raises(pytest.fail.Exception, match="^no plugin 'nosuch' is installed"):
+        plugin_conformance("nosuch")
+
+
+def test_not_a_plugin(plugin_conformance):
+    with pytest.raises(pytest.fail.Exception, match="entry point is not a powerstrip.Plugin"):
+        plugin_conformance("blueprint")
+
+
+def test_invalid_settings(plugin_conformance):
+    expected = r"\[loading\] does not load in strict mode: plugin 'broken': invalid settings"
+    with pytest.raises(pytest.fail.Exception, match=expected):
+        plugin_conformance("broken", config={"broken": {"API_TOKEN": 5}})
+
+
+def test_missing_requirement(plugin_conformance):
+    expected = r"\[loading\] does not load in strict mode: plugin 'ghost': listed in PLUGINS"
+    with pytest.raises(pytest.fail.Exception, match=expected):
+        plugin_conformance("needy", plugins=["ghost"])
+"""
+
+
+@pytest.fixture
+def broken(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
+    """A test folder with the broken plugin installed; its tables leave the shared metadata."""
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n')
+    for name, source in BROKEN_PLUGIN.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).lstrip())
+    pytester.syspathinsert()
+    importlib.invalidate_caches()
+    yield pytester
+    for table in ("broken_notes", "orphans"):
+        if table in Model.metadata.tables:
+            Model.metadata.remove(Model.metadata.tables[table])
+
+
+def test_conformance_lists_every_broken_promise(broken: pytest.Pytester) -> None:
+    broken.makepyfile(
+        """
+        def test_conformance(plugin_conformance):
+            plugin_conformance("broken")
+        """
+    )
+    # One run (a plugin's models are defined once in a process): the suite's refusals too.
+    broken.makepyfile(test_refusals=REFUSALS)
+    result = run(broken)
+    result.assert_outcomes(failed=1, passed=4)
+    output = result.stdout.str()
+    failures = [line[4:] for line in result.outlines if line.startswith("  - [")]
+    assert "plugin 'broken' fails" in output, output
+    expected = [
+        "[tables] the migrations create 'orphans', named for no enabled plugin",
+        "[migrations] the models agree with the migrations (db check) failed: Error: New upgrade "
+        "operations detected: [('add_column', None, 'broken_notes', Column('extra'",
+        "[migrations] downgrade broken@base leaves broken_notes",
+        "[migrations] upgrade again after the downgrade failed: OperationalError: "
+        "(sqlite3.OperationalError) table broken_notes already exists at ",
+        "[bad input] POST /api/v1/broken/notes: field 'tags' = 12345: answered 500 (TypeError: "
+        "can only join an iterable at ",
+        "[bad input] POST /api/v1/broken/notes: field 'tags' = true: answered 500 (TypeError: ",
+        "[documentation] GET /api/v1/broken/notes/{note_id}: unknown path parameters "
+        "(/api/v1/broken/notes/987654321): answered 404, which the operation does not document",
+        "[bad input] DELETE /api/v1/broken/notes/{note_id}: unknown path parameters "
+        "(/api/v1/broken/notes/987654321): answered 410 as text/plain, not "
+        "application/problem+json",
+        "[documentation] DELETE /api/v1/broken/notes/{note_id}: unknown path parameters "
+        "(/api/v1/broken/notes/987654321): answered 410, which the operation does not document",
+        "[settings] setting API_TOKEN looks secret: mark it metadata={'secret': True}",
+    ]
+    for start in expected:
+        assert any(line.startswith(start) for line in failures), (start, failures)
+    assert len(failures) == len(expected), failures
