@@ -86,6 +86,8 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     )
     app.json = _JSONProvider(app)
     app.extensions[HOST_CONFIG] = host_config
+    if not host_config.DATABASE_URL:  # the default database is a file in the instance folder
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     database = Database(make_engine(host_config.database_url, pool=host_config.database_pool))
     app.extensions[DATABASE] = database
     smorest = api.init_app(app)

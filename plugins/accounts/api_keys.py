@@ -9,7 +9,7 @@ from injector import inject
 from plugins.accounts.models import ApiKey, User
 from plugins.accounts.repository import AccountsRepository
 from plugins.accounts.tokens import digest, new_api_key
-from plugins.accounts.users import UserService, normalise_email
+from plugins.accounts.users import UserService, account_id, normalise_email
 from powerstrip import Caller, Clock, Problem, UnitOfWork
 
 
@@ -40,10 +40,11 @@ class ApiKeyService:
         missing = [scope for scope in wanted if not owner.has(scope)]
         if missing:
             raise Problem(403, f"You cannot grant scopes you do not hold: {', '.join(missing)}.")
+        user_id = account_id(owner)
         value, prefix, secret = new_api_key()
         with self._uow:
             key = ApiKey(
-                user_id=int(owner.subject),
+                user_id=user_id,
                 name=name,
                 prefix=prefix,
                 secret_hash=digest(secret),
@@ -55,7 +56,7 @@ class ApiKeyService:
 
     def list(self, owner: Caller) -> Sequence[ApiKey]:
         """The caller's keys."""
-        return self._repository.api_keys(int(owner.subject))
+        return self._repository.api_keys(account_id(owner))
 
     def revoke(self, owner: Caller, key_id: int) -> None:
         """Revoke one of the caller's keys (admins: anyone's)."""

@@ -8,7 +8,15 @@ from plugins.accounts.models import User
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.repository import AccountsRepository
 from plugins.accounts.roles import RoleScopes
-from powerstrip import Clock, Page, PageRequest, Problem, UnitOfWork
+from powerstrip import Caller, Clock, Page, PageRequest, Problem, UnitOfWork
+
+
+def account_id(caller: Caller) -> int:
+    """The id of the account ``caller`` is; a 403 problem for a caller that is none of ours
+    (another plugin's authenticator, a test caller), whose subject is not an account id."""
+    if caller.kind not in {"user", "api_key"} or not caller.subject.isdigit():
+        raise Problem(403, "Only an account of this API can do this.")
+    return int(caller.subject)
 
 
 def normalise_email(email: str) -> str:

@@ -27,7 +27,7 @@ from plugins.accounts.schemas import (
     UserUpdateSchema,
 )
 from plugins.accounts.settings import AccountsSettings
-from plugins.accounts.users import UserService
+from plugins.accounts.users import UserService, account_id
 from powerstrip import (
     NO_STORE_HEADERS,
     Page,
@@ -123,7 +123,7 @@ def create_user(body: dict[str, Any], users: UserService) -> User:
 @requires(SELF)
 def me(users: UserService, principal: Principal) -> User:
     """The calling user."""
-    return users.get(int(principal.require(SELF).subject))
+    return users.get(account_id(principal.require(SELF)))
 
 
 @blueprint.route("/users/me/password", methods=["PUT"])
@@ -133,7 +133,7 @@ def me(users: UserService, principal: Principal) -> User:
 def change_password(body: dict[str, Any], users: UserService, principal: Principal) -> None:
     """Change one's own password; every existing token of the user dies."""
     caller = principal.require(SELF)
-    users.change_password(int(caller.subject), body["current_password"], body["password"])
+    users.change_password(account_id(caller), body["current_password"], body["password"])
 
 
 @blueprint.route("/users/<int:user_id>", methods=["GET"])

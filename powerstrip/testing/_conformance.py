@@ -12,7 +12,8 @@ the plugins it requires, and checks:
   operationId ``<plugin>_...``; an operation with a body documents 400 and 422;
 - **bad input**, sent to every operation as a caller holding the scopes it requires: a
   malformed JSON body, each body field with a value of the wrong type (and null where null is
-  not allowed) and path parameters naming nothing. Every answer must be a documented
+  not allowed), a word for each numeric or boolean query parameter, and path parameters naming
+  nothing. Every answer must be a documented
   ``application/problem+json`` error, never a 5xx; a wrong-typed field of a declared type must
   be refused;
 - **settings**: a setting named like a secret (``..._TOKEN``, ``..._PASSWORD``, ``..._KEY``...)
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
@@ -84,6 +85,9 @@ _WRONG_VALUES: tuple[tuple[str, object], ...] = (
     ("object", {"conformance": 1}),
     ("boolean", True),
 )
+_WORD = "conformance"
+_NOT_WORDS = frozenset({"integer", "number", "boolean"})  # query types a word is not
+_PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _DATABASE = "powerstrip.database"  # app.db.DATABASE
 _PLUGINS = "powerstrip.plugins"  # app.factory.PLUGINS: name -> the app's record of the plugin
@@ -435,6 +439,19 @@ def _request_body(operation: _Operation) -> Mapping[str, Any] | None:
     return body.get("schema", {}) if body is not None else None
 
 
+def _created_id(response: TestResponse, collection: str, parameter: str) -> str | None:
+    """The id of what a 2xx answer to a POST on ``collection`` created: the segment after the
+    collection in its ``Location``, else its body's ``parameter`` or ``id``."""
+    if not 200 <= response.status_code < 300:
+        return None
+    location = urlsplit(response.headers.get("Location", "")).path
+    if location.startswith(f"{collection}/"):
+        return location[len(collection) + 1 :].split("/")[0] or None
+    body = response.get_json(silent=True)
+    found = body.get(parameter, body.get("id")) if isinstance(body, dict) else None
+    return quote(str(found), safe="") if found is not None else None
+
+
 def _path(operation: _Operation) -> str:
     """The operation's path with every path parameter naming nothing."""
     values: dict[str, str] = {}
@@ -444,19 +461,25 @@ def _path(operation: _Operation) -> str:
             kind, fmt = schema.get("type"), schema.get("format")
             value = UNKNOWN_UUID if fmt == "uuid" else UNKNOWN_STRING
             values[parameter["name"]] = str(UNKNOWN_ID) if kind in {"integer", "number"} else value
-    return re.sub(r"\{([^}]+)\}", lambda m: values.get(m[1], UNKNOWN_STRING), operation.path)
+    return _PATH_PARAMETER.sub(lambda m: values.get(m[1], UNKNOWN_STRING), operation.path)
 
 
 class _Prober:
     """Sends the bad inputs to one operation and judges the answers."""
 
     def __init__(
-        self, report: ConformanceReport, app: Flask, schemas: _Schemas, captured: _Captured
+        self,
+        report: ConformanceReport,
+        app: Flask,
+        schemas: _Schemas,
+        captured: _Captured,
+        creators: Mapping[str, _Operation],
     ) -> None:
         self._report = report
         self._app = app
         self._schemas = schemas
         self._captured = captured
+        self._creators = creators  # collection path -> its POST operation
 
     def client(self, operation: _Operation) -> FlaskClient:
         from powerstrip.testing import caller_client  # noqa: PLC0415 - a cycle otherwise
@@ -506,25 +529,70 @@ class _Prober:
         self._captured.take()
 
     def probe(self, operation: _Operation) -> None:
-        path = _path(operation)
+        """Every bad input for ``operation``: its body and query (on resources that exist, when
+        it can create them), its path (naming nothing)."""
+        unknown = _path(operation)
+        path = self.existing(operation) if "{" in operation.path else operation.path
         schema = _request_body(operation)
-        body: object = None
-        if schema is not None:
-            response = self.send(operation, path, raw=MALFORMED_BODY)
-            self.judge(operation, "a malformed JSON body", response, refused=True)
-            body = self._schemas.valid(schema)
-            resolved = self._schemas.resolve(schema)
-            for key, field_schema in resolved.get("properties", {}).items():
-                if field_schema.get("readOnly") or not isinstance(body, dict):
-                    continue
-                typed, values = self._schemas.wrong(field_schema)
-                for value in values:
-                    response = self.send(operation, path, body={**body, key: value})
-                    probe = f"field {key!r} = {json.dumps(value)}"
-                    self.judge(operation, probe, response, refused=typed)
+        on = f" on {path}" if path and path != operation.path else ""
+        path = path or unknown
+        body = self._probe_body(operation, path, schema, on) if schema is not None else None
+        self._probe_query(operation, path, body, on)
         if "{" in operation.path:
-            response = self.send(operation, path, body=body)
-            self.judge(operation, f"unknown path parameters ({path})", response, refused=False)
+            response = self.send(operation, unknown, body=body)
+            self.judge(operation, f"unknown path parameters ({unknown})", response, refused=False)
+
+    def existing(self, operation: _Operation) -> str | None:
+        """``operation``'s path naming resources that exist: each created by the POST of its
+        collection with a valid body, found by its ``Location`` (or its ``id``); None if a
+        parent cannot be created so."""
+        concrete, end = "", 0
+        for match in _PATH_PARAMETER.finditer(operation.path):
+            collection = concrete + operation.path[end : match.start()].rstrip("/")
+            creator = self._creators.get(operation.path[: match.start()].rstrip("/"))
+            schema = _request_body(creator) if creator is not None else None
+            if creator is None or schema is None:
+                return None
+            response = self.send(creator, collection, body=self._schemas.valid(schema))
+            self.judge(creator, f"a valid body, to probe {operation}", response, refused=False)
+            created = _created_id(response, collection, match[1])
+            if created is None:
+                return None
+            concrete, end = f"{collection}/{created}", match.end()
+        return concrete + operation.path[end:]
+
+    def _probe_body(
+        self, operation: _Operation, path: str, schema: Mapping[str, Any], on: str
+    ) -> object:
+        """A malformed body, then each field wrong; the valid body the others were based on."""
+        response = self.send(operation, path, raw=MALFORMED_BODY)
+        self.judge(operation, "a malformed JSON body", response, refused=True)
+        body = self._schemas.valid(schema)
+        properties = self._schemas.resolve(schema).get("properties", {})
+        if not isinstance(body, dict):
+            return body
+        for key, field_schema in properties.items():
+            if field_schema.get("readOnly"):  # the server's to set: not read from a request
+                continue
+            typed, values = self._schemas.wrong(field_schema)
+            for value in values:
+                response = self.send(operation, path, body={**body, key: value})
+                probe = f"field {key!r} = {json.dumps(value)}{on}"
+                self.judge(operation, probe, response, refused=typed)
+        return body
+
+    def _probe_query(self, operation: _Operation, path: str, body: object, on: str) -> None:
+        """Each query parameter of a numeric or boolean type, given a word instead."""
+        for parameter in operation.parameters:
+            if parameter.get("in") != "query":
+                continue
+            types = self._schemas.types(self._schemas.resolve(parameter.get("schema", {})))
+            if not types - {"null"} or not types - {"null"} <= _NOT_WORDS:
+                continue  # a string (or anything) may well be a word
+            query = urlencode({parameter["name"]: _WORD})
+            response = self.send(operation, f"{path}?{query}", body=body)
+            probe = f"query parameter {parameter['name']!r} = {_WORD!r}{on}"
+            self.judge(operation, probe, response, refused=True)
 
 
 def _check_operations(
@@ -532,7 +600,8 @@ def _check_operations(
 ) -> None:
     operations = _operations(report, app, installed)
     spec = app.test_client().get(OPENAPI_PATH).get_json()
-    prober = _Prober(report, app, _Schemas(spec), captured)
+    creators = {op.path: op for op in operations if op.method == "POST"}
+    prober = _Prober(report, app, _Schemas(spec), captured, creators)
     for operation in operations:
         _check_documentation(report, operation)
         prober.probe(operation)

@@ -210,6 +210,15 @@ def test_default_database_is_sqlite_in_the_instance_folder(instance_path: Path) 
     assert url.database == str(instance_path / "powerstrip.db")
 
 
+def test_the_instance_folder_of_the_default_database_is_created(tmp_path: Path) -> None:
+    """``powerstrip db upgrade`` works in a fresh project: no ``mkdir instance`` first."""
+    instance = tmp_path / "fresh" / "instance"
+    app = create_app({"ENVIRONMENT": "testing", "INSTANCE_PATH": str(instance), "PLUGINS": []})
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (instance / "powerstrip.db").is_file()
+
+
 def test_hello_migrations_then_concurrent_requests_keep_every_row(migrated_app: Flask) -> None:
     client = migrated_app.test_client()
 

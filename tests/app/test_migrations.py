@@ -26,6 +26,7 @@ from app import PluginError, create_app
 from app import migrations as host_migrations
 from app.migrations import alembic_config, project_of, render_item, tables_created
 from app.plugins_cli import plugins
+from powerstrip.db import Model
 from tests.conftest import AppFactory
 from tests.plugin_fixtures import Installer, plugin_source
 from tests.services import temporary_postgres_database
@@ -139,11 +140,22 @@ def test_makemigrations_starts_a_plugin_branch_that_depends_on_its_requirements(
     checked = db(app, "check")
     assert checked.exit_code == 0, checked.output
 
+    # No model change: nothing written (Alembic would write an empty revision).
+    unchanged = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "nothing new"])
+    assert unchanged.exit_code == 1
+    assert unchanged.output == (
+        f"Error: no changes in plugin {name!r}'s models since its last revision: nothing written\n"
+    )
+    assert not list(versions.glob("*_nothing_new.py"))
+
     # A second revision continues the branch instead of starting another.
-    again = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "nothing new"])
+    notes = Model.metadata.tables[f"{name}_notes"]
+    notes.append_column(sa.Column("pinned", sa.Boolean(), nullable=True))
+    again = CliRunner().invoke(plugins, ["makemigrations", name, "-m", "add pinned"])
     assert again.exit_code == 0, again.output
-    [second] = versions.glob("*_nothing_new.py")
+    [second] = versions.glob("*_add_pinned.py")
     assert "branch_labels: str | Sequence[str] | None = None" in second.read_text()
+    assert db(app, "upgrade").exit_code == 0
 
     assert db(app, "downgrade", "base").exit_code == 0
     assert f"{name}_notes" not in tables(app)

@@ -371,7 +371,10 @@ def test_pyproject_packages_the_plugin_for_this_host(project: Path) -> None:
         "version": "0.1.0",
         "requires-python": ">=3.11",
         "dependencies": ["powerstrip>=0.1,<1"],
-        "optional-dependencies": {"test": ["powerstrip[test]>=0.1,<1"]},
+        "optional-dependencies": {
+            "test": ["powerstrip[test]>=0.1,<1"],
+            "dev": ["ruff>=0.8", "mypy>=1.13"],
+        },
     }
     assert pyproject["project"]["entry-points"] == {
         "powerstrip.plugins": {"demo": "powerstrip_demo:plugin"}

@@ -382,8 +382,10 @@ class Note(Model):
 
 
 class NoteSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
     text = ma.fields.String(required=True)
     tags = ma.fields.Raw(required=True)  # untyped: the view trusts it is a list
+    color = ma.fields.Raw(metadata={"type": "string"})  # documented a string, takes anything
 
 
 @blp.route("/notes", methods=["POST"])
@@ -421,6 +423,13 @@ class Settings(ma.Schema):
     def build(self, data, **_):
         return BrokenSettings(**data)
 
+
+def raw():
+    return "not documented"
+
+
+# A route registered past flask-smorest: served, but not in the OpenAPI document.
+flask.Blueprint.add_url_rule(blp, "/raw", "raw", raw)
 
 needy = Plugin(name="needy", version="0.1.0", requires=("ghost",))
 
@@ -467,7 +476,29 @@ def downgrade():
     "broken_kit-0.1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: broken-kit\n"
     "Version: 0.1.0\n",
     "broken_kit-0.1.0.dist-info/entry_points.txt": "[powerstrip.plugins]\n"
-    "broken = broken_kit:plugin\nneedy = broken_kit:needy\nblueprint = broken_kit:blp\n",
+    "broken = broken_kit:plugin\nneedy = broken_kit:needy\nblueprint = broken_kit:blp\n"
+    "failing = failing_kit:plugin\n",
+    "failing_kit/__init__.py": """
+from pathlib import Path
+
+from powerstrip import Plugin
+
+plugin = Plugin(name="failing", version="0.1.0", migrations=Path(__file__).parent / "migrations")
+""",
+    "failing_kit/migrations/f0f0f0f0f0f0_boom.py": """
+revision = "f0f0f0f0f0f0"
+down_revision = None
+branch_labels = ("failing",)
+depends_on = None
+
+
+def upgrade():
+    raise RuntimeError("boom")
+
+
+def downgrade():
+    pass
+""",
 }
 
 
@@ -489,6 +520,13 @@ def test_invalid_settings(plugin_conformance):
     expected = r"\[loading\] does not load in strict mode: plugin 'broken': invalid settings"
     with pytest.raises(pytest.fail.Exception, match=expected):
         plugin_conformance("broken", config={"broken": {"API_TOKEN": 5}})
+
+
+def test_failing_migration(plugin_conformance):
+    expected = r"\[migrations\] upgrade from an empty database failed: Error: boom$"
+    with pytest.raises(pytest.fail.Exception, match=expected) as failed:
+        plugin_conformance("failing")
+    assert "0 requests" in str(failed.value)  # nothing to probe without a database
 
 
 def test_missing_requirement(plugin_conformance):
@@ -524,7 +562,7 @@ def test_conformance_lists_every_broken_promise(broken: pytest.Pytester) -> None
     # One run (a plugin's models are defined once in a process): the suite's refusals too.
     broken.makepyfile(test_refusals=REFUSALS)
     result = run(broken)
-    result.assert_outcomes(failed=1, passed=4)
+    result.assert_outcomes(failed=1, passed=5)
     output = result.stdout.str()
     failures = [line[4:] for line in result.outlines if line.startswith("  - [")]
     assert "plugin 'broken' fails" in output, output
@@ -546,6 +584,9 @@ def test_conformance_lists_every_broken_promise(broken: pytest.Pytester) -> None
         "[documentation] DELETE /api/v1/broken/notes/{note_id}: unknown path parameters "
         "(/api/v1/broken/notes/987654321): answered 410, which the operation does not document",
         "[settings] setting API_TOKEN looks secret: mark it metadata={'secret': True}",
+        "[documentation] GET /api/v1/broken/raw is not in the OpenAPI document",
+        "[bad input] POST /api/v1/broken/notes: field 'color' = 12345: answered 201: a value of "
+        "the wrong type was accepted",
     ]
     for start in expected:
         assert any(line.startswith(start) for line in failures), (start, failures)
