@@ -15,7 +15,7 @@ HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-hello test-pg lint typecheck imports check lock clean
+.PHONY: help run dev test test-hello test-pg lint typecheck imports check lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,13 +41,19 @@ $(VENV)/.hello-installed: $(VENV)/.dev-installed $(HELLO_SOURCES)
 	$(UV) pip install --reinstall-package powerstrip-hello ./$(HELLO)
 	@touch $@
 
-run: $(VENV)/.runtime-installed ## install, migrate the database in instance/, serve with gunicorn on HOST:PORT
+instance/config.toml:
 	@mkdir -p instance
-	@test -f instance/config.toml || printf '%s\n' \
+	@printf '%s\n' \
 		'# Written by `make run` for local development (the CLI reads it too); edit freely.' \
-		'ENVIRONMENT = "development"' > instance/config.toml
+		'ENVIRONMENT = "development"' > $@
+
+run: $(VENV)/.runtime-installed instance/config.toml ## install, migrate the database in instance/, serve with gunicorn on HOST:PORT
 	$(BIN)/flask --app wsgi db upgrade
 	GUNICORN_BIND=$(HOST):$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+dev: $(VENV)/.dev-installed instance/config.toml ## like run, with Flask's reloading debug server (one process; no metrics port)
+	$(BIN)/flask --app wsgi db upgrade
+	exec $(BIN)/flask --app wsgi run --debug --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev-installed $(VENV)/.hello-installed ## install, run the whole suite with coverage
 	$(BIN)/pytest

@@ -8,10 +8,24 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from app.db import after_fork
-from app.logs import logging_config
+# Prometheus multiprocess mode: every process writes its samples into one directory, fresh for
+# each server start. Set before anything imports the app (and so prometheus-client).
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_OWN_METRICS_DIR = not os.environ.get(_METRICS_ENV)
+if _OWN_METRICS_DIR:
+    os.environ[_METRICS_ENV] = tempfile.mkdtemp(prefix="powerstrip-metrics-")
+else:  # the operator's directory: emptied of a previous run's samples
+    for _stale in Path(os.environ[_METRICS_ENV]).glob("*.db"):
+        _stale.unlink()
+
+from app import metrics  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
+from app.db import after_fork  # noqa: E402
+from app.logs import logging_config  # noqa: E402
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(min(multiprocessing.cpu_count() * 2, 8))))
@@ -43,6 +57,43 @@ errorlog = "-"
 capture_output = False
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 proc_name = "powerstrip"
+
+
+# No control socket (gunicorn 25+): two servers on one machine would share
+# ~/.gunicorn/gunicorn.ctl. GUNICORN_CONTROL_SOCKET names a path to have one.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+
+
+def when_ready(server: Any) -> None:
+    """Say where the server listens, and serve the metrics (of every process) on their port."""
+    app = server.app.wsgi()
+    host_config = app.extensions["powerstrip.config"]
+    served = None
+    if app.extensions.get(metrics.METRICS) is not None:
+        try:
+            address = metrics.serve(host_config.METRICS_HOST, host_config.METRICS_PORT)
+            served = address.server_address[:2]
+        except OSError as exc:  # the API serves on; the operator is told why metrics do not
+            server.log.error("metrics not served: %s", exc)
+    server.log.info(
+        "listening",
+        extra={
+            "bind": list(server.cfg.bind),
+            "metrics": f"http://{served[0]}:{served[1]}/metrics" if served else None,
+        },
+    )
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """A worker ended: its live gauges (in flight, pool) leave the sums."""
+    metrics.mark_process_dead(worker.pid)
+
+
+def on_exit(_server: Any) -> None:
+    """Remove the samples directory this configuration created."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ[_METRICS_ENV], ignore_errors=True)
 
 
 def pre_fork(_server: Any, _worker: Any) -> None:

@@ -189,6 +189,21 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=60),
         metadata={"description": "Seconds an Idempotency-Key (and its answer) is kept"},
     )
+    METRICS_ENABLED = ma.fields.Boolean(
+        load_default=True,
+        metadata={"description": "Measure requests and serve Prometheus metrics (gunicorn)"},
+    )
+    METRICS_HOST = ma.fields.String(
+        load_default="127.0.0.1",
+        validate=ma.validate.Length(min=1, max=255),
+        metadata={"description": "Address the gunicorn master serves metrics on"},
+    )
+    METRICS_PORT = ma.fields.Integer(
+        load_default=9464,
+        strict=True,
+        validate=ma.validate.Range(min=0, max=65535),
+        metadata={"description": "Port of the metrics endpoint, never the API's (0: any free)"},
+    )
     IDEMPOTENCY_LOCK_TIMEOUT = ma.fields.Integer(
         load_default=300,
         strict=True,
@@ -252,6 +267,9 @@ class HostConfig:
     TRUSTED_PROXY_COUNT: int
     IDEMPOTENCY_KEY_TTL: int
     IDEMPOTENCY_LOCK_TIMEOUT: int
+    METRICS_ENABLED: bool
+    METRICS_HOST: str
+    METRICS_PORT: int
 
     @property
     def database_url(self) -> str:

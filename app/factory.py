@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
@@ -24,6 +24,7 @@ from app import (
     idempotency,
     loader,
     logs,
+    metrics,
     migrations,
     ratelimit,
     security,
@@ -90,6 +91,9 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     database = Database(make_engine(host_config.database_url, pool=host_config.database_pool))
     app.extensions[DATABASE] = database
+    measured = metrics.Metrics.create() if host_config.METRICS_ENABLED else None
+    if measured is not None:
+        measured.instrument_pool(database.engine)
     smorest = api.init_app(app)
     app.extensions[API] = smorest
     app.cli.add_command(config_command)
@@ -97,7 +101,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
 
     records, enabled = _discover(host_config, sections, excluded)
     api.document_security(smorest, enabled)
-    events = EventBus()
+    events = EventBus(on_failure=_count_failure(measured))
     limiter = ratelimit.make_limiter(host_config)
     namespace = f"{host_config.RATELIMIT_KEY_PREFIX}:plugins"
     core = [
@@ -125,6 +129,12 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
 
     # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
     logs.init_app(app)  # first hook: the request id exists before any other hook runs
+    if measured is not None:  # second: a request another hook refuses is measured too
+        metrics.init_app(app, measured, owners)
+        measured.record_plugins(
+            metadata.version("powerstrip"),
+            ((r.name, r.version or "unknown", r.state) for r in records.values()),
+        )
     errors.init_app(app)
     database.init_app(app)
     migrations.init_app(app, enabled)
@@ -143,7 +153,10 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     )
     for record in enabled:
         if record.plugin is not None and record.plugin.setup is not None:
-            record.plugin.setup(PluginContext(app=app, events=events, settings=record.settings))
+            families = metrics.PluginFamilies.of(record.name, measured)
+            record.plugin.setup(
+                PluginContext(app=app, events=events, settings=record.settings, metrics=families)
+            )
     # After authentication (keys are the caller's) and after every route exists.
     idempotency.init_app(
         app,
@@ -154,6 +167,13 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     )
     app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
+
+
+def _count_failure(measured: metrics.Metrics | None) -> Callable[[object], None] | None:
+    if measured is None:
+        return None
+    failures = measured.subscriber_failures
+    return lambda event: failures.labels(type(event).__name__).inc()
 
 
 def _discover(

@@ -34,6 +34,7 @@ from powerstrip.http import (
     REQUEST_ID_HEADER,
 )
 from powerstrip.idempotency import idempotent
+from powerstrip.metrics import PluginMetrics
 from powerstrip.paging import Page, PageRequest, fetch_page, paginated
 from powerstrip.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
 from powerstrip.problems import Problem, problem_responses
@@ -58,6 +59,7 @@ __all__ = [
     "Plugin",
     "PluginContext",
     "PluginInfo",
+    "PluginMetrics",
     "PluginRegistry",
     "Precondition",
     "Principal",

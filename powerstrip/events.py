@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 class EventBus:
     """Publish/subscribe for domain events, one bus per app (bound by the host)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_failure: Callable[[object], None] | None = None) -> None:
+        """:param on_failure: told each event whose delivery to a subscriber raised (the host
+        counts them)"""
+        self._on_failure = on_failure
         self._signals: dict[type[Any], Signal] = {}
         self._resolve: Callable[[type[Any]], Any] | None = None
         # One stack of buffers per thread/task: gthread workers serve requests concurrently.
@@ -100,3 +103,5 @@ class EventBus:
                         "event subscriber failed",
                         extra={"event": type(event).__name__, "subscriber": repr(receiver)},
                     )
+                    if self._on_failure is not None:
+                        self._on_failure(event)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from powerstrip.auth import Authenticator
     from powerstrip.events import EventBus
+    from powerstrip.metrics import PluginMetrics
 
 ENTRY_POINT_GROUP = "powerstrip.plugins"
 _SETTINGS_ENVIRONMENT: ContextVar[str] = ContextVar(
@@ -97,11 +98,15 @@ class Plugin:
 
 @dataclass(frozen=True, slots=True)
 class PluginContext:
-    """What a plugin's ``setup`` hook receives."""
+    """What a plugin's ``setup`` hook receives.
+
+    :param metrics: creates the plugin's own Prometheus metrics, named ``<plugin>_...``
+    """
 
     app: Flask
     events: EventBus
     settings: object | None
+    metrics: PluginMetrics
 
 
 def settings_environment() -> str:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services import REDIS_URL, require_redis
 
@@ -39,6 +42,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    metrics_port: int = 0
 
     def request(
         self,
@@ -95,12 +99,18 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 def running(tmp_path: Path, env: dict[str, str], workers: int = WORKERS) -> Iterator[Server]:
     """gunicorn (two workers by default) once every worker has booted; stopped (and checked)
     afterwards."""
+    metrics_port = free_port()
     process, port, log = start(
         tmp_path,
-        {"POWERSTRIP_ENVIRONMENT": "development", "GUNICORN_WORKERS": str(workers), **env},
+        {
+            "POWERSTRIP_ENVIRONMENT": "development",
+            "GUNICORN_WORKERS": str(workers),
+            "POWERSTRIP_METRICS_PORT": str(metrics_port),
+            **env,
+        },
     )
     deadline = time.monotonic() + STARTUP_SECONDS
-    server = Server(process, port, log)
+    server = Server(process, port, log, metrics_port)
     try:
         while log.read_text().count("Booting worker") < workers:
             assert process.poll() is None, log.read_text()
@@ -193,3 +203,62 @@ def test_rate_limit_across_two_workers(tmp_path: Path, storage: str) -> None:
     else:
         assert len(served_by) == WORKERS
         assert 5 < statuses.count(200) <= 5 * WORKERS  # over-admission: why production uses Redis
+
+
+LIVE = '{method="GET",plugin="health",route="/api/v1/health/live",status="2xx"}'
+
+
+def scrape(server: Server) -> dict[str, float]:
+    """The metrics endpoint's samples: ``name{labels}`` -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as answer:
+        text = answer.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def worker_pids(directory: Path) -> set[int]:
+    """The processes whose samples (``counter_<pid>.db``) count answered requests."""
+    counting = set()
+    for path in directory.glob("counter_*.db"):
+        for family in MultiProcessCollector.merge([str(path)], accumulate=False):
+            if family.name == "powerstrip_http_requests" and any(
+                sample.value > 0 for sample in family.samples
+            ):
+                counting.add(int(path.stem.rpartition("_")[2]))
+    return counting
+
+
+def test_metrics_add_up_across_workers_on_their_own_port(tmp_path: Path) -> None:
+    samples_dir = tmp_path / "samples"
+    samples_dir.mkdir()
+    (samples_dir / "counter_1.db").write_bytes(b"from a previous run")
+    with running(tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(samples_dir)}) as server:
+        assert not (samples_dir / "counter_1.db").exists()  # emptied at start
+        sent = 0
+        # A new connection per request: the kernel spreads them over both workers' sockets.
+        while len(worker_pids(samples_dir)) < WORKERS and sent < 400:
+            assert server.request("GET", "/api/v1/health/live")[0].status == 200
+            sent += 1
+        assert len(worker_pids(samples_dir)) == WORKERS, f"one worker took all {sent} requests"
+        samples = scrape(server)
+        assert samples[f"powerstrip_http_requests_total{LIVE}"] == sent
+        assert samples["powerstrip_http_requests_in_flight"] == 0
+        assert samples['powerstrip_plugin_state{plugin="health",state="enabled",version="0.1.0"}']
+        assert server.request("GET", "/metrics")[0].status == 404  # not on the API port
+
+        # A worker that dies is replaced; its counts stay in the sums, its live gauges go.
+        gone = min(worker_pids(samples_dir))
+        assert (samples_dir / f"gauge_livesum_{gone}.db").exists()
+        os.kill(gone, signal.SIGTERM)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while (samples_dir / f"gauge_livesum_{gone}.db").exists():
+            assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
+            time.sleep(0.1)
+        assert scrape(server)[f"powerstrip_http_requests_total{LIVE}"] == sent
+    lines = [line for line in server.log_lines() if line.get("message") == "listening"]
+    assert lines[0]["metrics"] == f"http://127.0.0.1:{server.metrics_port}/metrics"
+    assert lines[0]["bind"] == [f"127.0.0.1:{server.port}"]

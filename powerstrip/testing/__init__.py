@@ -49,6 +49,9 @@ Fixtures (all named ``powerstrip_...``):
     documented problem, never a 5xx) and secret settings. It fails the test listing every
     failure, one line each; it returns the :class:`ConformanceReport` when all pass. One line in
     a plugin's tests: ``def test_conformance(plugin_conformance): plugin_conformance("hello")``.
+``metric(app, name, **labels)``
+    A helper, not a fixture: the value of one sample of the app's Prometheus metrics (a
+    plugin's own, ``hello_greetings_stored_total``, or the host's), or None.
 ``powerstrip_runner``
     A Flask CLI runner of ``powerstrip_app``: ``powerstrip_runner.invoke(args=["hello", "greet",
     "Ada"])``. An ``@injected`` command runs as in production (a scope of its own, one unit of
@@ -93,6 +96,7 @@ __all__ = [
     "EventRecorder",
     "PluginConformance",
     "caller_client",
+    "metric",
     "record_events",
 ]
 
@@ -105,6 +109,7 @@ _DATABASE_OPTION = "--powerstrip-database-url"
 _SERVER = pytest.StashKey[str | None]()
 _DATABASE = "powerstrip.database"  # where the host keeps an app's Database (app.db.DATABASE)
 _RECORDER = "powerstrip.testing.events"
+_METRICS = "powerstrip.metrics"  # where the host keeps an app's metrics (app.metrics.METRICS)
 _KIT_KEYS = ("PLUGINS", "DATABASE_URL")
 
 
@@ -361,3 +366,13 @@ def record_events(app: Flask) -> EventRecorder:
         bus.publish = recording  # type: ignore[method-assign]  # this app's bus only
         bus.subscribe(object, recorder.delivered.append)
     return recorder
+
+
+def metric(app: Flask, name: str, **labels: str) -> float | None:
+    """The value of one sample of ``app``'s Prometheus metrics, or None if it has none yet:
+    ``metric(app, "hello_greetings_stored_total")``, ``metric(app, name, status="2xx")``."""
+    measured = app.extensions.get(_METRICS)
+    if measured is None:
+        raise ValueError("this app's metrics are off (METRICS_ENABLED = false)")
+    value: float | None = measured.registry.get_sample_value(name, labels)
+    return value

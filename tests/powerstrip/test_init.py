@@ -33,6 +33,7 @@ def test_exported_names() -> None:
         "Plugin",
         "PluginContext",
         "PluginInfo",
+        "PluginMetrics",
         "PluginRegistry",
         "Precondition",
         "Principal",

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import injector
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from powerstrip import Clock
-from powerstrip.testing import EventRecorder
+from powerstrip.testing import EventRecorder, metric
 
 from powerstrip_hello.service import Greeted
 
@@ -52,3 +53,12 @@ def test_a_refused_greeting_publishes_nothing(
 ) -> None:
     assert powerstrip_client.post("/api/v1/hello/greetings", json={"name": ""}).status_code == 422
     assert powerstrip_events.published == powerstrip_events.delivered == []
+
+
+def test_stored_greetings_are_counted(
+    powerstrip_app: Flask, powerstrip_client: FlaskClient
+) -> None:
+    assert metric(powerstrip_app, "hello_greetings_stored_total") == 0
+    powerstrip_client.post("/api/v1/hello/greetings", json={"name": "Bob"})
+    powerstrip_client.post("/api/v1/hello/greetings", json={"name": ""})  # refused: not stored
+    assert metric(powerstrip_app, "hello_greetings_stored_total") == 1
