@@ -146,6 +146,16 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=0.1, max=300),
         metadata={"description": "Seconds to wait for a free connection before a 503"},
     )
+    DATABASE_STATEMENT_TIMEOUT = ma.fields.Integer(
+        load_default=15000,
+        strict=True,
+        validate=ma.validate.Range(min=0),
+        metadata={
+            "description": "Milliseconds a PostgreSQL statement may run before it is cancelled "
+            "(a 503 problem); below gunicorn's timeout, so a worker is never killed waiting; "
+            "0: no limit"
+        },
+    )
     DATABASE_POOL_RECYCLE = ma.fields.Integer(
         load_default=1800,
         strict=True,
@@ -259,6 +269,7 @@ class HostConfig:
     DATABASE_MAX_OVERFLOW: int
     DATABASE_POOL_TIMEOUT: float
     DATABASE_POOL_RECYCLE: int
+    DATABASE_STATEMENT_TIMEOUT: int
     PLUGINS: tuple[str, ...] | None
     PLUGINS_DISABLED: tuple[str, ...]
     PLUGINS_STRICT: bool
@@ -284,6 +295,8 @@ class HostConfig:
             "max_overflow": self.DATABASE_MAX_OVERFLOW,
             "pool_timeout": self.DATABASE_POOL_TIMEOUT,
             "pool_recycle": self.DATABASE_POOL_RECYCLE,
+            # Set by the server at connect (libpq options): no round trip per checkout.
+            "connect_args": {"options": f"-c statement_timeout={self.DATABASE_STATEMENT_TIMEOUT}"},
         }
 
     @property

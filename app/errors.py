@@ -177,10 +177,14 @@ def handle_unexpected_exception(error: Exception) -> Response:
     if isinstance(error, HTTPException):  # pragma: no cover - routed to the other handler
         return handle_http_exception(error)
     if isinstance(error, DATABASE_UNAVAILABLE):
-        log.warning("database unavailable", exc_info=error, extra={"path": request.path})
+        # Or DATABASE_STATEMENT_TIMEOUT: the server cancelled a statement that ran too long
+        # (an overloaded database, a missing index); the worker is free again.
+        timed_out = _sqlstate(error) == QUERY_CANCELED
+        message = "statement timed out" if timed_out else "database unavailable"
+        log.warning(message, exc_info=error, extra={"path": request.path})
         return problem_response(
             503,
-            detail="The database is unavailable; try again shortly.",
+            detail=STATEMENT_TIMED_OUT if timed_out else DATABASE_DOWN,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if isinstance(error, sqlalchemy.exc.IntegrityError):
@@ -207,11 +211,20 @@ def handle_unexpected_exception(error: Exception) -> Response:
 # SQLSTATEs of a value the client sent that the column cannot hold: too long, out of range,
 # not a valid number/date, a bad byte sequence. Other data errors (division by zero...) are
 # bugs, answered 500.
+DATABASE_DOWN = "The database is unavailable; try again shortly."
+STATEMENT_TIMED_OUT = "The database took too long to answer; try again shortly."
+QUERY_CANCELED = "57014"  # PostgreSQL: statement_timeout (or a cancel request)
 REFUSED_INPUT_STATES = frozenset({"22001", "22003", "22007", "22008", "22021", "22P02", "22P05"})
 
 
 def _refused_input(error: sqlalchemy.exc.DataError) -> bool:
-    return getattr(error.orig, "sqlstate", None) in REFUSED_INPUT_STATES
+    return _sqlstate(error) in REFUSED_INPUT_STATES
+
+
+def _sqlstate(error: Exception) -> str | None:
+    """The SQLSTATE of a database error (psycopg's), else None."""
+    state = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 def init_app(app: Flask) -> None:

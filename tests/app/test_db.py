@@ -18,7 +18,7 @@ from app.db import Database, make_engine
 from powerstrip import EventBus, Model, UnitOfWork
 from tests.conftest import AppFactory
 from tests.plugin_fixtures import Installer, plugin_source
-from tests.services import REDIS_URL, require_redis
+from tests.services import REDIS_URL, require_redis, temporary_postgres_database
 
 
 class Thing(Model):
@@ -285,3 +285,40 @@ def test_nested_units_of_work_commit_once_with_the_outer_block(database: Databas
             events.publish(ThingAdded("both"))
     assert names(database) == ["both"]
     assert delivered == [ThingAdded("both")]
+
+
+SLOW_VIEW = """
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+@blp.route("/slow")
+@blp.response(200)
+def slow(session: Session):
+    \"\"\"Ten seconds at the database.\"\"\"
+    session.execute(text("SELECT pg_sleep(10)"))
+    return {{"slept": True}}
+"""
+
+
+def test_a_statement_past_the_timeout_is_a_503_and_the_worker_goes_on(
+    installer: Installer, make_app: AppFactory
+) -> None:
+    """DATABASE_STATEMENT_TIMEOUT on PostgreSQL: the server cancels the statement."""
+    with temporary_postgres_database() as url:
+        installer.install("slowpoke", plugin_source("slowpoke", SLOW_VIEW))
+        app = make_app(DATABASE_URL=url, DATABASE_STATEMENT_TIMEOUT=200)
+        client = app.test_client()
+        response = client.get("/api/v1/slowpoke/slow", headers={"X-Request-ID": "slow-1"})
+        assert (response.status_code, response.mimetype) == (503, "application/problem+json")
+        body = response.get_json()
+        assert body["detail"] == "The database took too long to answer; try again shortly."
+        assert body["request_id"] == "slow-1"
+        assert response.headers["Retry-After"] == "5"
+        assert "pg_sleep" not in response.get_data(as_text=True)
+        assert client.get("/api/v1/health/ready").status_code == 200  # the pool is fine
+        # Migrations run without the limit, and give their connection back with it.
+        assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+        engine = app.extensions["powerstrip.database"].engine
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "200ms"
