@@ -14,6 +14,7 @@ RUN pip install --require-hashes --no-deps -r requirements/main.txt
 COPY pyproject.toml README.md ./
 COPY app app
 COPY plugins plugins
+COPY powerstrip powerstrip
 RUN pip install --no-deps . && pip check
 
 FROM python:3.11-slim-bookworm AS runtime
@@ -22,6 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     POWERSTRIP_ENVIRONMENT=production \
     POWERSTRIP_INSTANCE_PATH=/srv/instance \
+    POWERSTRIP_METRICS_HOST=0.0.0.0 \
     GUNICORN_BIND=0.0.0.0:8000
 RUN groupadd --system --gid 10001 powerstrip \
     && useradd --system --uid 10001 --gid powerstrip --home-dir /srv --shell /usr/sbin/nologin powerstrip \
@@ -31,7 +33,9 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 COPY wsgi.py gunicorn.conf.py ./
 USER powerstrip:powerstrip
-EXPOSE 8000
+# 8000: the API; 9464: Prometheus metrics, served by the gunicorn master (publish it only to
+# the network your Prometheus is on).
+EXPOSE 8000 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health/live', timeout=4).status != 200)"]
 STOPSIGNAL SIGTERM

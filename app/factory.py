@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import injector
 from flask import Flask
@@ -28,6 +28,7 @@ from app import (
     migrations,
     ratelimit,
     security,
+    tracing,
 )
 from app.cli import config_command, idempotency_command
 from app.db import DATABASE, Database, DatabaseModule, make_engine
@@ -37,6 +38,10 @@ from powerstrip.cli import INJECTOR
 from powerstrip.contracts import Clock
 from powerstrip.events import EventBus
 from powerstrip.plugin import InjectorModule, PluginContext
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 HOST_CONFIG = "powerstrip.config"
 PLUGINS = "powerstrip.plugins"
@@ -54,6 +59,7 @@ def create_app(
     *,
     modules: Sequence[InjectorModule] = (),
     authenticators: Sequence[type[Authenticator]] = (),
+    span_exporter: SpanExporter | None = None,
 ) -> Flask:
     """Build the app: defaults -> instance/config.toml -> POWERSTRIP_* env -> ``overrides``.
 
@@ -64,8 +70,11 @@ def create_app(
         how a test binds a fake for a chosen interface (``powerstrip.testing`` passes them)
     :param authenticators: asked before the plugins' authenticators; for tests only (the test
         caller of ``powerstrip.testing``): a plugin contributes its own through ``Plugin``
+    :param span_exporter: traces every request into it, whatever ``OTEL_*`` says (tests, an
+        embedding program); otherwise tracing follows the ``OTEL_*`` variables (app.tracing)
     """
-    return _build(overrides, _Extras(tuple(modules), tuple(authenticators)), excluded={})
+    extras = _Extras(tuple(modules), tuple(authenticators), span_exporter)
+    return _build(overrides, extras, excluded={})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,7 @@ class _Extras:
 
     modules: tuple[InjectorModule, ...]
     authenticators: tuple[type[Authenticator], ...]
+    span_exporter: SpanExporter | None = None
 
 
 def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[str, str]) -> Flask:
@@ -129,18 +139,15 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
 
     # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
     logs.init_app(app)  # first hook: the request id exists before any other hook runs
-    if measured is not None:  # second: a request another hook refuses is measured too
-        metrics.init_app(app, measured, owners)
-        measured.record_plugins(
-            metadata.version("powerstrip"),
-            ((r.name, r.version or "unknown", r.state) for r in records.values()),
-        )
+    traced = _observe(app, database, owners, records, measured, extras.span_exporter)
     errors.init_app(app)
     database.init_app(app)
     migrations.init_app(app, enabled)
     exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
     ratelimit.init_app(app, limiter, exempt_blueprints=exempt)
+    if traced is not None:
+        tracing.trace_redis(traced, ratelimit.redis_client(limiter))
     security.init_app(app, host_config)
     # After the limiter: a flood is refused before any credential is looked up.
     auth.init_app(
@@ -167,6 +174,26 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     )
     app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
+
+
+def _observe(
+    app: Flask,
+    database: Database,
+    owners: Mapping[str, str],
+    records: Mapping[str, PluginRecord],
+    measured: metrics.Metrics | None,
+    span_exporter: SpanExporter | None,
+) -> TracerProvider | None:
+    """Tracing (if the OTEL_* variables or ``span_exporter`` ask) and metrics (if enabled)."""
+    # Before the host's other hooks: the request's span is current when they run and log.
+    traced = tracing.init_app(app, database.engine, owners, os.environ, span_exporter)
+    if measured is not None:  # second: a request another hook refuses is measured too
+        metrics.init_app(app, measured, owners)
+        measured.record_plugins(
+            metadata.version("powerstrip"),
+            ((r.name, r.version or "unknown", r.state) for r in records.values()),
+        )
+    return traced
 
 
 def _count_failure(measured: metrics.Metrics | None) -> Callable[[object], None] | None:

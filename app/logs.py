@@ -44,11 +44,18 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
 
 
 class RequestIdFilter(logging.Filter):
-    """Add the current request id to every record logged while a request is handled."""
+    """Add the current request id to every record logged while a request is handled, and the
+    trace and span ids while a span is current (tracing on: app.tracing)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context() and "request_id" in g and not hasattr(record, "request_id"):
             record.request_id = g.request_id
+        trace = sys.modules.get("opentelemetry.trace")  # never imported while tracing is off
+        if trace is not None and not hasattr(record, "trace_id"):
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                record.trace_id = f"{context.trace_id:032x}"
+                record.span_id = f"{context.span_id:016x}"
         return True
 
 

@@ -39,6 +39,8 @@ from powerstrip.metrics import GaugeMode
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from werkzeug.routing import Rule
+
 METRICS = "powerstrip.metrics"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HOST_LABEL = "host"  # the plugin label of the host's own routes (docs, OpenAPI)
@@ -247,6 +249,12 @@ def collecting_registry() -> CollectorRegistry:
     return registry
 
 
+def plugin_of(rule: Rule | None, owners: Mapping[str, str]) -> str:
+    """The plugin serving a route rule (``owners``: blueprint -> plugin), else ``host``."""
+    blueprint = rule.endpoint.partition(".")[0] if rule is not None else ""
+    return owners.get(blueprint, HOST_LABEL)
+
+
 def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
     """Measure every request: count, latency and in-flight, by plugin and route rule.
 
@@ -264,8 +272,7 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
         started = request.environ.get(_STARTED, time.perf_counter())
         rule = request.url_rule
         route = rule.rule if rule is not None else UNMATCHED
-        blueprint = (rule.endpoint.partition(".")[0] if rule is not None else "") or ""
-        plugin = owners.get(blueprint, HOST_LABEL)
+        plugin = plugin_of(rule, owners)
         status = response.status_code
         requests.labels(plugin, route, request.method, f"{status // 100}xx").inc()
         latency.labels(plugin, route, request.method).observe(time.perf_counter() - started)

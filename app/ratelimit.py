@@ -104,3 +104,9 @@ def health_checks(config: HostConfig) -> list[HealthCheck]:
         client.ping()
 
     return [HealthCheck("redis", ping)]
+
+
+def redis_client(limiter: Limiter) -> redis.Redis | None:
+    """The Redis client holding the limiter's counters (after ``init_app``), if Redis does."""
+    client = getattr(limiter.storage, "storage", None)
+    return client if isinstance(client, redis.Redis) else None
