@@ -52,6 +52,7 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000")
 logconfig_dict = logging_config(
     os.environ.get("POWERSTRIP_LOG_LEVEL", "INFO"),
     gunicorn_access_log=os.environ.get("GUNICORN_ACCESSLOG", "") in {"1", "true", "-"},
+    bind=bind.split(","),
 )
 errorlog = "-"
 capture_output = False
@@ -66,7 +67,7 @@ control_socket_disable = not control_socket
 
 
 def when_ready(server: Any) -> None:
-    """Say where the server listens, and serve the metrics (of every process) on their port."""
+    """Serve the metrics (of every process) on their own port, and say where."""
     app = server.app.wsgi()
     host_config = app.extensions["powerstrip.config"]
     served = None
@@ -76,13 +77,8 @@ def when_ready(server: Any) -> None:
             served = address.server_address[:2]
         except OSError as exc:  # the API serves on; the operator is told why metrics do not
             server.log.error("metrics not served: %s", exc)
-    server.log.info(
-        "listening",
-        extra={
-            "bind": list(server.cfg.bind),
-            "metrics": f"http://{served[0]}:{served[1]}/metrics" if served else None,
-        },
-    )
+    if served is not None:
+        server.log.info("metrics at http://%s:%s/metrics", *served)
 
 
 def child_exit(_server: Any, worker: Any) -> None:

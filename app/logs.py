@@ -12,6 +12,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
@@ -59,11 +60,33 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) -> dict[str, Any]:
+class ListeningFilter(logging.Filter):
+    """Name the addresses in gunicorn's "Listening at:" line, which is empty when the workers
+    bind their own sockets (``reuse_port``)."""
+
+    def __init__(self, bind: str = "") -> None:
+        super().__init__()
+        self._bind = bind
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            self._bind
+            and record.msg == "Listening at: %s (%s)"
+            and isinstance(record.args, tuple)
+            and not record.args[0]
+        ):
+            record.args = (self._bind, *record.args[1:])
+        return True
+
+
+def logging_config(
+    level: str = "INFO", *, gunicorn_access_log: bool = False, bind: Sequence[str] = ()
+) -> dict[str, Any]:
     """A ``dictConfig`` for JSON lines on stdout, shared by the app and gunicorn.
 
     The app writes the access record (with route rule and request id); gunicorn's own access
-    log would be a second record per request, so it is dropped unless asked for.
+    log would be a second record per request, so it is dropped unless asked for. ``bind``:
+    gunicorn's addresses, for its "Listening at:" line.
     """
     access_handlers = ["stdout"] if gunicorn_access_log else []
     handler = {
@@ -74,7 +97,10 @@ def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) ->
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {
+            "request_id": {"()": RequestIdFilter},
+            "listening": {"()": ListeningFilter, "bind": ",".join(f"http://{b}" for b in bind)},
+        },
         "formatters": {
             "json": {
                 "()": JsonFormatter,
@@ -86,7 +112,12 @@ def logging_config(level: str = "INFO", *, gunicorn_access_log: bool = False) ->
         "handlers": {"stdout": handler},
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.error": {
+                "level": level,
+                "handlers": ["stdout"],
+                "filters": ["listening"],
+                "propagate": False,
+            },
             "gunicorn.access": {
                 "level": "INFO" if gunicorn_access_log else "WARNING",
                 "handlers": access_handlers,

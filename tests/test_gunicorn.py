@@ -259,6 +259,6 @@ def test_metrics_add_up_across_workers_on_their_own_port(tmp_path: Path) -> None
             assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
             time.sleep(0.1)
         assert scrape(server)[f"powerstrip_http_requests_total{LIVE}"] == sent
-    lines = [line for line in server.log_lines() if line.get("message") == "listening"]
-    assert lines[0]["metrics"] == f"http://127.0.0.1:{server.metrics_port}/metrics"
-    assert lines[0]["bind"] == [f"127.0.0.1:{server.port}"]
+    messages = [str(line["message"]) for line in server.log_lines()]
+    assert f"Listening at: http://127.0.0.1:{server.port} ({server.process.pid})" in messages
+    assert f"metrics at http://127.0.0.1:{server.metrics_port}/metrics" in messages

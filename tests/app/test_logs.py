@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.logs import REQUEST_ID_HEADER, configure_logging, logging_config
+from app.logs import REQUEST_ID_HEADER, ListeningFilter, configure_logging, logging_config
 from tests.conftest import AppFactory
 
 UUID_HEX = 32
@@ -135,3 +135,22 @@ def test_gunicorn_access_log_only_when_asked(
     access = logging_config(gunicorn_access_log=enabled)["loggers"]["gunicorn.access"]
     assert access["level"] == level
     assert access["handlers"] == handlers
+
+
+@pytest.mark.parametrize(
+    ("bind", "args", "shown"),
+    [
+        ("http://127.0.0.1:8000", ("", 42), "Listening at: http://127.0.0.1:8000 (42)"),
+        ("http://127.0.0.1:8000", ("http://0.0.0.0:9", 42), "Listening at: http://0.0.0.0:9 (42)"),
+        ("", ("", 42), "Listening at:  (42)"),
+    ],
+)
+def test_gunicorns_listening_line_names_the_address(
+    bind: str, args: tuple[object, ...], shown: str
+) -> None:
+    """With reuse_port the master holds no socket, and gunicorn's line would name none."""
+    record = logging.LogRecord(
+        "gunicorn.error", logging.INFO, "", 0, "Listening at: %s (%s)", args, None
+    )
+    assert ListeningFilter(bind).filter(record)
+    assert record.getMessage() == shown
