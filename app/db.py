@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import injector
@@ -16,7 +18,7 @@ from flask_injector import request
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from powerstrip.contracts import HealthCheck
 from powerstrip.db import UnitOfWork
@@ -33,17 +35,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str | URL, *, pool: dict[str, Any]) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+def _timed(pool_class: type[Pool], on_wait: Callable[[float], None]) -> type[Pool]:
+    """``pool_class`` reporting how long each checkout waited for a connection.
+
+    A subclass, not a patched instance: ``engine.dispose()`` (after a fork) recreates the pool
+    from its class, so the timing survives it.
+    """
+
+    def _do_get(self: Pool) -> Any:
+        started = time.perf_counter()
+        try:
+            return pool_class._do_get(self)
+        finally:
+            on_wait(time.perf_counter() - started)
+
+    return type(f"Timed{pool_class.__name__}", (pool_class,), {"_do_get": _do_get})
+
+
+def make_engine(
+    url: str | URL, *, pool: dict[str, Any], on_wait: Callable[[float], None] | None = None
+) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+
+    :param on_wait: told the seconds each connection checkout waited (metrics)
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
         options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         if in_memory:
             options["poolclass"] = StaticPool  # one connection, or every checkout is a new DB
+        elif on_wait is not None:
+            options["poolclass"] = _timed(QueuePool, on_wait)
         engine = create_engine(parsed, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if on_wait is not None:
+        pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
     return create_engine(parsed, pool_pre_ping=True, **pool)
 
 

@@ -99,9 +99,14 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     app.extensions[HOST_CONFIG] = host_config
     if not host_config.DATABASE_URL:  # the default database is a file in the instance folder
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    database = Database(make_engine(host_config.database_url, pool=host_config.database_pool))
-    app.extensions[DATABASE] = database
     measured = metrics.Metrics.create() if host_config.METRICS_ENABLED else None
+    engine = make_engine(
+        host_config.database_url,
+        pool=host_config.database_pool,
+        on_wait=measured.pool_wait.observe if measured is not None else None,
+    )
+    database = Database(engine)
+    app.extensions[DATABASE] = database
     if measured is not None:
         measured.instrument_pool(database.engine)
     smorest = api.init_app(app)

@@ -158,30 +158,22 @@ class Metrics:
             self.plugins.labels(plugin=name, version=version, state=state).set(1)
 
     def instrument_pool(self, engine: Engine) -> None:
-        """Count connections in use and in overflow, and time each checkout's wait."""
-        pool: Any = engine.pool
+        """Count the connections in use and in overflow (the wait: ``make_engine(on_wait=)``).
+
+        Pool events: they survive ``engine.dispose()``, which recreates the pool after a fork.
+        """
         checked_out, overflow = self.pool_checked_out, self.pool_overflow
 
         def on_checkout(*_: Any) -> None:
             checked_out.inc()
+            pool: Any = engine.pool  # the current one: dispose() replaces it
             overflow.set(max(getattr(pool, "overflow", lambda: 0)(), 0))
 
         def on_checkin(*_: Any) -> None:
             checked_out.dec()
 
-        event.listen(pool, "checkout", on_checkout)
-        event.listen(pool, "checkin", on_checkin)
-        do_get = pool._do_get  # the pool's own acquisition: wait here is wait for a connection
-        wait = self.pool_wait
-
-        def timed_get() -> Any:
-            started = time.perf_counter()
-            try:
-                return do_get()
-            finally:
-                wait.observe(time.perf_counter() - started)
-
-        pool._do_get = timed_get
+        event.listen(engine, "checkout", on_checkout)
+        event.listen(engine, "checkin", on_checkin)
 
 
 class PluginFamilies:

@@ -69,6 +69,11 @@ def test_the_pool_is_measured(powerstrip_make_app: AppFactory) -> None:
     assert found["powerstrip_db_pool_checked_out"] == 0
     assert found["powerstrip_db_pool_overflow"] == 0
     assert found["powerstrip_db_pool_wait_seconds_count"] == 1
+    engine.dispose()  # a new pool, as each gunicorn worker makes after the fork
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        assert samples(app)["powerstrip_db_pool_checked_out"] == 1
+    assert samples(app)["powerstrip_db_pool_wait_seconds_count"] == 2
 
 
 def test_subscriber_failures_are_counted_by_event(powerstrip_make_app: AppFactory) -> None:
