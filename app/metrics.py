@@ -260,14 +260,27 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
         request.environ[_STARTED] = time.perf_counter()
         in_flight.inc()
 
+    # (rule, method, status class) -> its label children and plugin: labels() validates and
+    # locks on every call; the keys are bounded (the app's rules, its methods, five classes).
+    # A rule by its id: werkzeug's rules are not hashable, and live as long as the app.
+    children: dict[tuple[int, str, int], tuple[Any, Any, str]] = {}
+
     def finish(response: Response) -> Response:
         started = request.environ.get(_STARTED, time.perf_counter())
-        rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
-        plugin = plugin_of(rule, owners)
-        status = response.status_code
-        requests.labels(plugin, route, request.method, f"{status // 100}xx").inc()
-        latency.labels(plugin, route, request.method).observe(time.perf_counter() - started)
+        rule, method, status = request.url_rule, request.method, response.status_code
+        key = (id(rule), method, status // 100)
+        found = children.get(key)
+        if found is None:
+            route = rule.rule if rule is not None else UNMATCHED
+            plugin = plugin_of(rule, owners)
+            found = children[key] = (
+                requests.labels(plugin, route, method, f"{status // 100}xx"),
+                latency.labels(plugin, route, method),
+                plugin,
+            )
+        count, timing, plugin = found
+        count.inc()
+        timing.observe(time.perf_counter() - started)
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             rejections.labels(plugin).inc()
         return response
