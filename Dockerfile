@@ -23,7 +23,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     POWERSTRIP_ENVIRONMENT=production \
     POWERSTRIP_INSTANCE_PATH=/srv/instance \
-    POWERSTRIP_METRICS_HOST=0.0.0.0 \
     GUNICORN_BIND=0.0.0.0:8000
 RUN groupadd --system --gid 10001 powerstrip \
     && useradd --system --uid 10001 --gid powerstrip --home-dir /srv --shell /usr/sbin/nologin powerstrip \
@@ -33,8 +32,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 COPY wsgi.py gunicorn.conf.py ./
 USER powerstrip:powerstrip
-# 8000: the API; 9464: Prometheus metrics, served by the gunicorn master (publish it only to
-# the network your Prometheus is on).
+# 8000: the API; 9464: Prometheus metrics, served by the gunicorn master on 127.0.0.1 unless
+# POWERSTRIP_METRICS_HOST says otherwise (compose.yaml: 0.0.0.0 on its own network only).
 EXPOSE 8000 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health/live', timeout=4).status != 200)"]

@@ -14,14 +14,24 @@ from pathlib import Path
 from typing import Any
 
 # Prometheus multiprocess mode: every process writes its samples into one directory, fresh for
-# each server start. Set before anything imports the app (and so prometheus-client).
+# each server start. Set before anything imports the app (and so prometheus-client). gunicorn
+# runs this file again on HUP (same master: keep the directory and its samples) and in the new
+# master of a USR2 upgrade (another pid: a directory of its own, since the old master removes
+# its own when it exits).
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_OWN_METRICS_DIR = not os.environ.get(_METRICS_ENV)
-if _OWN_METRICS_DIR:
-    os.environ[_METRICS_ENV] = tempfile.mkdtemp(prefix="powerstrip-metrics-")
-else:  # the operator's directory: emptied of a previous run's samples
-    for _stale in Path(os.environ[_METRICS_ENV]).glob("*.db"):
-        _stale.unlink()
+_OWNER_ENV = "PROMETHEUS_MULTIPROC_DIR_OWNER"  # "<master pid>:<dir it created>" or ":operator"
+_owner = os.environ.get(_OWNER_ENV, "")
+if not _owner.startswith(f"{os.getpid()}:"):  # this master's first load (not a HUP reload)
+    if os.environ.get(_METRICS_ENV) and not _owner:  # the operator's: made, emptied, kept
+        _directory = Path(os.environ[_METRICS_ENV])
+        _directory.mkdir(parents=True, exist_ok=True)
+        for _stale in _directory.glob("*.db"):  # a previous run's samples
+            _stale.unlink()
+        os.environ[_OWNER_ENV] = f"{os.getpid()}:operator"
+    elif not _owner.endswith(":operator"):  # ours (a USR2 master: not the old master's)
+        _created = tempfile.mkdtemp(prefix="powerstrip-metrics-")
+        os.environ[_METRICS_ENV] = _created
+        os.environ[_OWNER_ENV] = f"{os.getpid()}:{_created}"
 
 from app import metrics  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
 from app.db import after_fork  # noqa: E402
@@ -42,8 +52,9 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 - tmpfs on purpose, as gunicorn's docs
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# Recycle workers now and then (jittered so they do not all restart at once).
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
+# Off by default: a recycled worker resets the connections waiting on its own socket
+# (reuse_port), and leaves its metrics samples behind until the next start. A leak's stopgap.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
 
 # JSON lines on stdout, the same format as the app's. The app writes one access record per
@@ -73,12 +84,15 @@ def when_ready(server: Any) -> None:
     served = None
     if app.extensions.get(metrics.METRICS) is not None:
         try:
-            address = metrics.serve(host_config.METRICS_HOST, host_config.METRICS_PORT)
+            address = metrics.serve(
+                host_config.METRICS_HOST, host_config.METRICS_PORT, server.cfg.bind
+            )
             served = address.server_address[:2]
-        except OSError as exc:  # the API serves on; the operator is told why metrics do not
+        except (OSError, ValueError) as exc:  # the API serves on; the operator is told why
             server.log.error("metrics not served: %s", exc)
     if served is not None:
         server.log.info("metrics at http://%s:%s/metrics", *served)
+        server.log.info("metrics samples in %s", os.environ[_METRICS_ENV])
 
 
 def child_exit(_server: Any, worker: Any) -> None:
@@ -87,9 +101,10 @@ def child_exit(_server: Any, worker: Any) -> None:
 
 
 def on_exit(_server: Any) -> None:
-    """Remove the samples directory this configuration created."""
-    if _OWN_METRICS_DIR:
-        shutil.rmtree(os.environ[_METRICS_ENV], ignore_errors=True)
+    """Remove the samples directory this master created."""
+    directory = os.environ[_METRICS_ENV]
+    if os.environ.get(_OWNER_ENV) == f"{os.getpid()}:{directory}":
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pre_fork(_server: Any, _worker: Any) -> None:

@@ -152,7 +152,7 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=0),
         metadata={
             "description": "Milliseconds a PostgreSQL statement may run before it is cancelled "
-            "(a 503 problem); below gunicorn's timeout, so a worker is never killed waiting; "
+            "(a 503 problem), freeing the worker's thread; "
             "0: no limit"
         },
     )

@@ -49,7 +49,9 @@ def _timed(pool_class: type[Pool], on_wait: Callable[[float], None]) -> type[Poo
         finally:
             on_wait(time.perf_counter() - started)
 
-    return type(f"Timed{pool_class.__name__}", (pool_class,), {"_do_get": _do_get})
+    # Its module is the base's: SQLAlchemy names the pool's logger after it (sqlalchemy.pool...).
+    namespace = {"_do_get": _do_get, "__module__": pool_class.__module__}
+    return type(f"Timed{pool_class.__name__}", (pool_class,), namespace)
 
 
 def make_engine(
@@ -72,6 +74,11 @@ def make_engine(
         return engine
     if on_wait is not None:
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
+    connect_args = dict(pool.get("connect_args", {}))
+    given = parsed.query.get("options")
+    if isinstance(given, str) and "options" in connect_args:  # keep the URL's own (search_path)
+        connect_args["options"] = f"{given} {connect_args['options']}"
+        pool = {**pool, "connect_args": connect_args}
     return create_engine(parsed, pool_pre_ping=True, **pool)
 
 

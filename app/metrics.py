@@ -45,6 +45,8 @@ METRICS = "powerstrip.metrics"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HOST_LABEL = "host"  # the plugin label of the host's own routes (docs, OpenAPI)
 UNMATCHED = "<unmatched>"  # the route label of a request no rule matched (a 404 or 405)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The method label's values; any other method a client sends is counted as ``other``."""
 _STARTED = "powerstrip.metrics.started"  # WSGI environ: per request, never shared
 # Request latencies: 5 ms to 10 s (RED dashboards read the p50/p95/p99 from these).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -125,7 +127,7 @@ class Metrics:
             ),
             pool_wait=Histogram(
                 "powerstrip_db_pool_wait_seconds",
-                "Time to get a database connection from the pool",
+                "Time to get a database connection from the pool (opening one included)",
                 buckets=WAIT_BUCKETS,
                 registry=registry,
             ),
@@ -164,13 +166,17 @@ class Metrics:
         """
         checked_out, overflow = self.pool_checked_out, self.pool_overflow
 
-        def on_checkout(*_: Any) -> None:
-            checked_out.inc()
+        def sample_overflow() -> None:
             pool: Any = engine.pool  # the current one: dispose() replaces it
             overflow.set(max(getattr(pool, "overflow", lambda: 0)(), 0))
 
+        def on_checkout(*_: Any) -> None:
+            checked_out.inc()
+            sample_overflow()
+
         def on_checkin(*_: Any) -> None:
             checked_out.dec()
+            sample_overflow()  # back down after a burst
 
         event.listen(engine, "checkout", on_checkout)
         event.listen(engine, "checkin", on_checkin)
@@ -267,7 +273,8 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
 
     def finish(response: Response) -> Response:
         started = request.environ.get(_STARTED, time.perf_counter())
-        rule, method, status = request.url_rule, request.method, response.status_code
+        rule, status = request.url_rule, response.status_code
+        method = request.method if request.method in METHODS else "other"  # clients choose it
         key = (id(rule), method, status // 100)
         found = children.get(key)
         if found is None:
@@ -294,9 +301,16 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
     app.teardown_request(end)
 
 
-def serve(metrics_host: str, metrics_port: int) -> WSGIServer:
+def serve(metrics_host: str, metrics_port: int, api_binds: Sequence[str] = ()) -> WSGIServer:
     """Serve every process's samples on ``metrics_host:metrics_port`` from a thread of the
-    calling process (the gunicorn master); port 0 picks a free one (``server_address``)."""
+    calling process (the gunicorn master); port 0 picks a free one (``server_address``).
+
+    Refuses (ValueError) the port of one of ``api_binds`` (gunicorn's ``host:port``): the
+    workers bind their own sockets after the master, so the metrics would take the API's port.
+    """
+    api_ports = {bind.rpartition(":")[2] for bind in api_binds}
+    if metrics_port and str(metrics_port) in api_ports:
+        raise ValueError(f"METRICS_PORT {metrics_port} is the API's port ({', '.join(api_binds)})")
     server, _thread = start_http_server(
         metrics_port, addr=metrics_host, registry=collecting_registry()
     )

@@ -1,7 +1,8 @@
 """OpenTelemetry tracing: off by default, switched on and configured by the ``OTEL_*`` variables.
 
-On when an exporter is named: ``OTEL_TRACES_EXPORTER`` (``otlp`` or ``console``; ``none`` is
-off) or an OTLP endpoint (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``);
+On when an exporter is named: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or both, comma
+separated; ``none`` is off) or an OTLP endpoint (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; OTLP over HTTP, ``http/protobuf``);
 ``OTEL_SDK_DISABLED=true`` wins. The SDK reads the rest itself: ``OTEL_SERVICE_NAME`` (default
 ``powerstrip``), ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` and its argument, the
 exporter's endpoint, headers and timeout.
@@ -17,12 +18,14 @@ Nothing of OpenTelemetry is imported while tracing is off.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, request
 from sqlalchemy import Engine
 
+from app.config import ConfigError
 from app.metrics import plugin_of
 
 if TYPE_CHECKING:
@@ -47,20 +50,41 @@ def enabled(environ: Mapping[str, str]) -> bool:
     )
 
 
-def _exporter(environ: Mapping[str, str]) -> SpanExporter:
-    """The exporter ``OTEL_TRACES_EXPORTER`` names (OTLP over HTTP by default)."""
-    name = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
-    if name == "console":
+def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` names (a comma list; OTLP over HTTP by default)."""
+    names = [
+        name.strip().lower()
+        for name in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")
+        if name.strip().lower() not in ("", "none")
+    ] or ["otlp"]
+    unknown = sorted(set(names) - {"otlp", "console"})
+    if unknown:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER: {', '.join(unknown)}: use otlp, console or none")
+    protocol = environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    )
+    if "otlp" in names and protocol.strip() not in ("", "http/protobuf"):
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: this host sends http/protobuf"
+        )
+    exporters: list[SpanExporter] = []
+    if "otlp" in names:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        exporters.append(OTLPSpanExporter())
+    if "console" in names:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter  # noqa: PLC0415
 
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: use otlp, console or none")
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter,
-    )
-
-    return OTLPSpanExporter()
+        # One JSON object per line, like every other line on stdout.
+        exporters.append(
+            ConsoleSpanExporter(
+                out=sys.stdout,  # the current one (its default is the one at import)
+                formatter=lambda span: f"{span.to_json(indent=None)}\n",
+            )
+        )
+    return exporters
 
 
 def init_app(
@@ -90,7 +114,8 @@ def init_app(
     service = environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     if exporter is None:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(environ)))
+        for chosen in _exporters(environ):
+            provider.add_span_processor(BatchSpanProcessor(chosen))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
 

@@ -20,8 +20,22 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:  # prometheus-client is loaded by the host, not by importing the SDK
     from prometheus_client import Counter, Gauge, Histogram
 
-GaugeMode = Literal["livesum", "liveall", "livemax", "livemin", "sum", "all", "max", "min"]
-"""How a gauge's values from several worker processes combine (prometheus-client's modes)."""
+GaugeMode = Literal[
+    "livesum",
+    "liveall",
+    "livemax",
+    "livemin",
+    "livemostrecent",
+    "sum",
+    "all",
+    "max",
+    "min",
+    "mostrecent",
+]
+"""How a gauge's values from several worker processes combine (prometheus-client's modes).
+
+The ``live...`` modes count running workers only; the others keep a dead worker's last value
+until the server restarts."""
 
 
 class PluginMetrics(Protocol):

@@ -262,3 +262,26 @@ def test_metrics_add_up_across_workers_on_their_own_port(tmp_path: Path) -> None
     messages = [str(line["message"]) for line in server.log_lines()]
     assert f"Listening at: http://127.0.0.1:{server.port} ({server.process.pid})" in messages
     assert f"metrics at http://127.0.0.1:{server.metrics_port}/metrics" in messages
+
+
+def test_metrics_survive_a_reload(tmp_path: Path) -> None:
+    """SIGHUP: new workers, the same samples directory; counts and the master's gauges stay."""
+    with running(tmp_path, {}) as server:
+        for _ in range(5):
+            assert server.request("GET", "/api/v1/health/live")[0].status == 200
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while server.log.read_text().count("Booting worker") < 2 * WORKERS:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+        assert server.request("GET", "/api/v1/health/live")[0].status == 200
+        samples = scrape(server)
+        assert samples[f"powerstrip_http_requests_total{LIVE}"] == 6
+        assert samples['powerstrip_build_info{version="0.1.0"}'] == 1
+        [directory] = [
+            Path(str(line["message"]).removeprefix("metrics samples in "))
+            for line in server.log_lines()
+            if str(line["message"]).startswith("metrics samples in ")
+        ]  # one directory: the reload kept it
+        assert directory.is_dir()
+    assert not directory.exists()  # the master that made it removed it

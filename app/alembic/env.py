@@ -49,11 +49,6 @@ def run_online() -> None:
             # transaction only, hence the commit.
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
-        elif engine.dialect.name == "postgresql":
-            # DATABASE_STATEMENT_TIMEOUT guards requests; a migration (an index on a big table)
-            # may run as long as it needs. Reset below, before the connection goes back to the pool.
-            connection.exec_driver_sql("SET statement_timeout = 0")
-            connection.commit()
         try:
             context.configure(
                 connection=connection,
@@ -64,6 +59,11 @@ def run_online() -> None:
                 render_as_batch=sqlite,  # SQLite cannot ALTER much
             )
             with context.begin_transaction():
+                if engine.dialect.name == "postgresql":
+                    # DATABASE_STATEMENT_TIMEOUT guards requests; a migration (an index on a big
+                    # table) runs as long as it needs. LOCAL: this transaction only, so the
+                    # pooled connection (or a PgBouncer server connection) keeps the limit.
+                    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 context.run_migrations()
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
@@ -72,10 +72,6 @@ def run_online() -> None:
         finally:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                connection.commit()
-            elif engine.dialect.name == "postgresql":
-                connection.rollback()  # a failed migration leaves the transaction aborted
-                connection.exec_driver_sql("RESET statement_timeout")  # to the connect option
                 connection.commit()
 
 

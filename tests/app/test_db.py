@@ -307,7 +307,13 @@ def test_a_statement_past_the_timeout_is_a_503_and_the_worker_goes_on(
     """DATABASE_STATEMENT_TIMEOUT on PostgreSQL: the server cancels the statement."""
     with temporary_postgres_database() as url:
         installer.install("slowpoke", plugin_source("slowpoke", SLOW_VIEW))
-        app = make_app(DATABASE_URL=url, DATABASE_STATEMENT_TIMEOUT=200)
+        # One connection: the one the migrations used is the one asked afterwards.
+        app = make_app(
+            DATABASE_URL=f"{url}?options=-c%20search_path%3Dpublic",
+            DATABASE_STATEMENT_TIMEOUT=200,
+            DATABASE_POOL_SIZE=1,
+            DATABASE_MAX_OVERFLOW=0,
+        )
         client = app.test_client()
         response = client.get("/api/v1/slowpoke/slow", headers={"X-Request-ID": "slow-1"})
         assert (response.status_code, response.mimetype) == (503, "application/problem+json")
@@ -322,3 +328,4 @@ def test_a_statement_past_the_timeout_is_a_503_and_the_worker_goes_on(
         engine = app.extensions["powerstrip.database"].engine
         with engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "200ms"
+            assert connection.exec_driver_sql("SHOW search_path").scalar() == "public"  # kept

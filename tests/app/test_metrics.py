@@ -5,6 +5,7 @@ Across gunicorn workers (multiprocess mode, the metrics port): tests/test_gunico
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -102,22 +103,38 @@ def test_metrics_can_be_switched_off(powerstrip_make_app: AppFactory) -> None:
 
 
 def test_multiprocess_mode_serves_every_process_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, powerstrip_make_app: AppFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the gunicorn master does, in this process: the directory's samples, served."""
     monkeypatch.setenv(metrics.MULTIPROCESS_ENV, str(tmp_path))
     (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")
     metrics.mark_process_dead(4242)  # a dead worker's live gauges leave the sums
     assert not (tmp_path / "gauge_livesum_4242.db").exists()
-    server = metrics.serve("127.0.0.1", 0)
+    server = metrics.serve("127.0.0.1", 0, ["127.0.0.1:8000"])
     try:
         host, port = server.server_address[:2]
-        assert (host, port != 0) == ("127.0.0.1", True)
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics") as answer:
+            assert (answer.status, answer.read()) == (200, b"")  # no process wrote samples
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_metrics_port_is_never_the_apis() -> None:
+    with pytest.raises(ValueError, match=r"^METRICS_PORT 8000 is the API's port \(0.0.0.0:8000\)"):
+        metrics.serve("127.0.0.1", 8000, ["0.0.0.0:8000"])
+
+
+def test_a_method_no_route_knows_is_counted_as_other(powerstrip_make_app: AppFactory) -> None:
     app = powerstrip_make_app("hello")
-    assert app.extensions[METRICS].exposition() == b""  # this process wrote no files there
+    client = app.test_client()
+    for method in ("FOO", "BAR", "GET"):
+        client.open("/no/such/path", method=method)
+    found = samples(app)
+    unmatched = 'plugin="host",route="<unmatched>",status="4xx"'
+    assert found[f'powerstrip_http_requests_total{{method="other",{unmatched}}}'] == 2
+    assert found[f'powerstrip_http_requests_total{{method="GET",{unmatched}}}'] == 1
+    assert not any("FOO" in name for name in found)
 
 
 def test_a_plugin_s_families_carry_its_name(powerstrip_make_app: AppFactory) -> None:

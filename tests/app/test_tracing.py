@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from app import create_app, tracing
+from app import StartupError, create_app, tracing
 from app.db import DATABASE
 from tests.services import REDIS_URL, require_redis
 
@@ -126,11 +126,31 @@ def test_the_otel_variables_choose_the_exporter(
     provider = create_app(base).extensions[tracing.TRACING]
     assert provider.resource.attributes["service.name"] == "api-eu"
     provider.shutdown()
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
-    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER='zipkin': use otlp, console"):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,zipkin")
+    with pytest.raises(StartupError, match=r"^OTEL_TRACES_EXPORTER: zipkin: use otlp, console"):
         create_app(base)
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with pytest.raises(StartupError, match=r"^OTEL_EXPORTER_OTLP_PROTOCOL='grpc': this host"):
+        create_app(base)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     create_app(base).extensions[tracing.TRACING].shutdown()
+
+
+def test_the_console_exporter_writes_one_json_line_per_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    app = create_app(
+        {"ENVIRONMENT": "testing", "INSTANCE_PATH": str(tmp_path), "PLUGINS": ["health"]}
+    )
+    capsys.readouterr()
+    app.test_client().get("/api/v1/health/live")
+    app.extensions[tracing.TRACING].shutdown()  # flushes the batch
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    spans = [line for line in lines if "context" in line]
+    assert any(span.get("name") == "GET /api/v1/health/live" for span in spans)
 
 
 def test_the_limiters_redis_commands_are_spans(
