@@ -20,6 +20,7 @@ import flask_swagger_ui
 from apispec import APISpec, BasePlugin
 from flask import Blueprint, Flask, Response, render_template, send_from_directory, url_for
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from app import errors
 from app.auth import security_schemes
@@ -406,3 +407,28 @@ def document_security(api: PowerstripApi, enabled: list[PluginRecord]) -> None:
     }
     for name, scheme in security_schemes(scopes).items():
         api.spec.components.security_scheme(name, scheme)
+
+
+class IdConverter(IntegerConverter):
+    """Flask's ``<int:...>``, bounded to a signed 64-bit integer (the widest id a database
+    column holds): a larger number names nothing, so the route does not match (a 404), instead
+    of the driver failing on it (SQLite: OverflowError, a 500)."""
+
+    MAX = 2**63 - 1
+
+    def __init__(
+        self,
+        url_map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,  # noqa: A002 - werkzeug's argument names
+        max: int | None = None,  # noqa: A002
+        signed: bool = False,
+    ) -> None:
+        bounded = self.MAX if max is None or max > self.MAX else max
+        super().__init__(url_map, fixed_digits, min, bounded, signed)
+
+    def to_python(self, value: str) -> Any:
+        """The integer, or no match; more than 19 digits is never parsed."""
+        if len(value.lstrip("-")) > len(str(self.MAX)):
+            raise ValidationError
+        return super().to_python(value)

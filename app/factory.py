@@ -88,6 +88,7 @@ class _Extras:
 
 def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[str, str]) -> Flask:
     app = Flask("app", instance_path=config.instance_path(overrides, os.environ))
+    app.url_map.converters["int"] = api.IdConverter  # before any route: ids fit 64 bits
     host_config, sections = config.load(Path(app.instance_path), overrides)
     logs.configure_logging(host_config.LOG_LEVEL)
     app.config.update(
