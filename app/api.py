@@ -415,6 +415,7 @@ class IdConverter(IntegerConverter):
     of the driver failing on it (SQLite: OverflowError, a 500)."""
 
     MAX = 2**63 - 1
+    LONGEST = len(str(-MAX))  # 20 characters: a sign and 19 digits
 
     def __init__(
         self,
@@ -428,7 +429,7 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, fixed_digits, min, bounded, signed)
 
     def to_python(self, value: str) -> Any:
-        """The integer, or no match; more than 19 digits is never parsed."""
-        if len(value.lstrip("-")) > len(str(self.MAX)):
+        """The integer, or no match; a value longer than MAX (and its sign) is never parsed."""
+        if len(value) > self.LONGEST:
             raise ValidationError
         return super().to_python(value)

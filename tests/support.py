@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -110,3 +111,13 @@ def make_probe_blueprint() -> Blueprint:
 def register_probe(app: Flask) -> Flask:
     app.extensions["powerstrip.api"].register_blueprint(make_probe_blueprint())
     return app
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """Prometheus text format -> ``name{label="value",...}`` (labels sorted) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found

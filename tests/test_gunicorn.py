@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services import REDIS_URL, require_redis
+from tests.support import parse_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -211,13 +211,7 @@ LIVE = '{method="GET",plugin="health",route="/api/v1/health/live",status="2xx"}'
 def scrape(server: Server) -> dict[str, float]:
     """The metrics endpoint's samples: ``name{labels}`` -> value."""
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as answer:
-        text = answer.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
+        return parse_samples(answer.read().decode())
 
 
 def worker_pids(directory: Path) -> set[int]:

@@ -10,26 +10,21 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from app import metrics
 from app.metrics import METRICS, Metrics, PluginFamilies
 from powerstrip import EventBus
 from powerstrip.testing import AppFactory
+from tests.support import parse_samples
 
 HELLO = "/api/v1/hello/greetings"
 
 
 def samples(app: Flask) -> dict[str, float]:
     """``name{label="value",...}`` (labels sorted) -> value, from the app's exposition."""
-    found = {}
     measured: Metrics = app.extensions[METRICS]
-    for family in text_string_to_metric_families(measured.exposition().decode()):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return found
+    return parse_samples(measured.exposition().decode())
 
 
 def test_requests_are_counted_by_plugin_route_rule_and_status_class(
