@@ -16,10 +16,12 @@ Exception tree::
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
 import sqlalchemy.exc
@@ -28,7 +30,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from powerstrip.conditional import STALE
+from powerstrip.http import REQUEST_ID_HEADER
 from powerstrip.problems import Errors, Problem
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
@@ -40,6 +46,8 @@ DATABASE_UNAVAILABLE = (
     sqlalchemy.exc.DisconnectionError,
 )
 VALIDATION_ERROR_TYPE = "urn:powerstrip:problem:validation-error"
+MAX_LISTED_ERRORS = 50  # fields a problem lists: 60,000 unknown fields answer 50, not 1.8 MB
+MAX_FIELD_NAME = 100  # characters of a field's name a problem repeats
 CONFLICT_DETAIL = (
     "The request conflicts with the current state of the resource: it already exists, or it "
     "refers to something that no longer does."
@@ -66,7 +74,13 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.Dict(
         keys=ma.fields.String(),
         values=ma.fields.List(ma.fields.String()),
-        metadata={"description": "Field -> messages, for validation problems"},
+        metadata={
+            "description": f"Field -> messages, for validation problems (at most "
+            f"{MAX_LISTED_ERRORS} fields; omitted_errors counts the rest)"
+        },
+    )
+    omitted_errors = ma.fields.Integer(
+        metadata={"description": "Fields with errors not listed in errors (when there are)"}
     )
 
 
@@ -120,12 +134,20 @@ def problem_response(
         "request_id": g.get("request_id", ""),
     }
     if errors:
-        body["errors"] = {field: list(messages) for field, messages in errors.items()}
+        listed = itertools.islice(errors.items(), MAX_LISTED_ERRORS)
+        body["errors"] = {_field_name(field): list(messages) for field, messages in listed}
+        if len(errors) > MAX_LISTED_ERRORS:
+            body["omitted_errors"] = len(errors) - MAX_LISTED_ERRORS
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+def _field_name(field: str) -> str:
+    """A field's name as a problem repeats it: a client's 1 MB key is not echoed whole."""
+    return field if len(field) <= MAX_FIELD_NAME else f"{field[:MAX_FIELD_NAME]}..."
 
 
 _DETAILS = {
@@ -225,6 +247,55 @@ def _sqlstate(error: Exception) -> str | None:
     """The SQLSTATE of a database error (psycopg's), else None."""
     state = getattr(getattr(error, "orig", None), "sqlstate", None)
     return state if isinstance(state, str) else None
+
+
+class LastResort:
+    """WSGI middleware, outermost: an exception no handler turned into a response (raised by
+    a middleware, or by an error handler itself) answers a problem+json 500 carrying the
+    request's id, where the server would answer its own HTML page. An exception after the
+    response started cannot change it: it is re-raised for the server to drop the connection.
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self._wsgi_app = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = False
+
+        def tracking(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self._wsgi_app(environ, tracking)
+        except Exception:
+            if started:
+                raise
+            request_id = uuid.uuid4().hex
+            log.exception(
+                "unhandled exception outside the app",
+                extra={"path": environ.get("PATH_INFO", ""), "request_id": request_id},
+            )
+            body = json.dumps(
+                {
+                    "type": "about:blank",
+                    "title": "Internal Server Error",
+                    "status": 500,
+                    "detail": InternalServerError.description,
+                    "instance": environ.get("PATH_INFO", ""),
+                    "request_id": request_id,
+                }
+            ).encode()
+            start_response(
+                "500 INTERNAL SERVER ERROR",
+                [
+                    ("Content-Type", PROBLEM_CONTENT_TYPE),
+                    ("Content-Length", str(len(body))),
+                    (REQUEST_ID_HEADER, request_id),
+                ],
+            )
+            return [body]
 
 
 def init_app(app: Flask) -> None:

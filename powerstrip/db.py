@@ -5,6 +5,9 @@
   migrations. A plugin's tables are named ``<plugin>_<name>`` (the host checks it).
 - :class:`Versioned` gives a model optimistic concurrency and ETags (see ``@conditional``).
 - :class:`UtcDateTime` stores and returns timezone-aware UTC timestamps on every database.
+- A string longer than its column (``String(64)``) is refused on every database with a 422
+  problem naming the attribute, before the row is written: PostgreSQL refuses it anyway, and
+  SQLite would store it whole.
 - :class:`UnitOfWork` commits or rolls back a block as a whole, and delivers the domain events
   published inside it only after the commit.
 
@@ -18,14 +21,22 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import injector
-from sqlalchemy import DateTime, Dialect, Integer, MetaData
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
+from sqlalchemy import BigInteger, Connection, DateTime, Dialect, Integer, MetaData, event
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Mapper,
+    Session,
+    declared_attr,
+    mapped_column,
+)
 from sqlalchemy.types import TypeDecorator
 
 from powerstrip.events import EventBus
+from powerstrip.problems import Problem
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -62,12 +73,19 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Model(DeclarativeBase):
     """Base class of every plugin's SQLAlchemy models (typed, ``Mapped[...]``).
 
+    ``Mapped[int]`` columns are 64-bit (``BIGINT``; ``INTEGER`` on SQLite, where it is 64-bit).
     Integer primary keys are never reused on SQLite (``AUTOINCREMENT``), as on PostgreSQL: an
     id a client once saw never names another row. A model that sets its own ``__table_args__``
     keeps this by including :meth:`table_args` (``{**Model.table_args(), ...}``).
     """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # ``Mapped[int]`` is 64-bit on every database, as the host's ``<int:...>`` path converter
+    # is: an id a route accepts always fits its column (PostgreSQL's INTEGER would refuse ids
+    # from 2**31 on). SQLite keeps INTEGER, whose primary key is the 64-bit rowid.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        int: BigInteger().with_variant(Integer(), "sqlite")
+    }
 
     @staticmethod
     def table_args() -> dict[str, Any]:
@@ -77,6 +95,30 @@ class Model(DeclarativeBase):
     @declared_attr.directive
     def __table_args__(cls) -> dict[str, Any]:  # noqa: N805 - a class-level directive
         return Model.table_args()
+
+
+TOO_LONG = "A value is longer than what it is stored in holds; shorten it."
+
+
+@event.listens_for(Model, "before_insert", propagate=True)
+@event.listens_for(Model, "before_update", propagate=True)
+def _refuse_strings_longer_than_their_columns(
+    mapper: Mapper[Any],
+    connection: Connection,  # noqa: ARG001 - the event's signature
+    target: Any,
+) -> None:
+    """Raise a 422 :class:`Problem` for a string attribute longer than its column's length."""
+    values = target.__dict__
+    errors = {}
+    for attribute in mapper.column_attrs:
+        value = values.get(attribute.key)
+        if type(value) is not str:
+            continue
+        length = getattr(attribute.columns[0].type, "length", None)
+        if length is not None and len(value) > length:
+            errors[attribute.key] = [f"Longer than {length} characters."]
+    if errors:
+        raise Problem(422, TOO_LONG, errors=errors)
 
 
 class Versioned:

@@ -66,7 +66,7 @@ class Activity(Model):
     __tablename__ = "tasks_activity"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(Integer, index=True)  # survives the project
+    project_id: Mapped[int] = mapped_column(index=True)  # survives the project
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -13,9 +13,12 @@ the plugins it requires, and checks:
 - **bad input**, sent to every operation as a caller holding the scopes it requires: a
   malformed JSON body, each body field with a value of the wrong type (and null where null is
   not allowed), a word for each numeric or boolean query parameter, and path parameters naming
-  nothing (and numbers beyond 64 bits). Every answer must be a documented
-  ``application/problem+json`` error, never a 5xx; a wrong-typed field of a declared type must
-  be refused;
+  nothing (and numbers beyond 64 bits), strings with NUL or a lone surrogate in each string
+  field and NUL in each query parameter. Every answer must be a documented
+  ``application/problem+json`` error, never a 5xx; a wrong-typed field of a declared type, and
+  a string no database stores, must be refused;
+- **field bounds**: parameters and body fields named like one of the plugin's columns fit it
+  (a string's maxLength, a 32-bit column's range);
 - **settings**: a setting named like a secret (``..._TOKEN``, ``..._PASSWORD``, ``..._KEY``...)
   is marked ``metadata={"secret": True}`` (or explicitly ``False``), and ``flask plugins config``
   prints no secret value.
@@ -54,6 +57,7 @@ PROBLEM_JSON = "application/problem+json"
 OPENAPI_PATH = "/api/openapi.json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MALFORMED_BODY = b'{"conformance": '
+UNSTORABLE_STRINGS = ("con\x00formance", "con\ud800formance")  # NUL, a lone surrogate
 UNKNOWN_ID = 987654321
 BEYOND_64_BITS = 2**64
 UNKNOWN_UUID = "00000000-0000-4000-8000-0000c0ffee00"
@@ -591,13 +595,23 @@ class _Prober:
                 response = self.send(operation, path, body={**body, key: value})
                 probe = f"field {key!r} = {json.dumps(value)}{on}"
                 self.judge(operation, probe, response, refused=typed)
+            if "string" in self._schemas.types(self._schemas.resolve(field_schema)):
+                for value in UNSTORABLE_STRINGS:  # no database stores them: always refused
+                    response = self.send(operation, path, body={**body, key: value})
+                    probe = f"field {key!r} = {json.dumps(value)}{on}"
+                    self.judge(operation, probe, response, refused=True)
         return body
 
     def _probe_query(self, operation: _Operation, path: str, body: object, on: str) -> None:
-        """Each query parameter of a numeric or boolean type, given a word instead."""
+        """Each query parameter of a numeric or boolean type, given a word instead; each one
+        given a value with NUL."""
         for parameter in operation.parameters:
             if parameter.get("in") != "query":
                 continue
+            query = urlencode({parameter["name"]: UNSTORABLE_STRINGS[0]})
+            response = self.send(operation, f"{path}?{query}", body=body)
+            probe = f"query parameter {parameter['name']!r} with NUL{on}"
+            self.judge(operation, probe, response, refused=True)
             types = self._schemas.types(self._schemas.resolve(parameter.get("schema", {})))
             if not types - {"null"} or not types - {"null"} <= _NOT_WORDS:
                 continue  # a string (or anything) may well be a word
@@ -614,9 +628,96 @@ def _check_operations(
     spec = app.test_client().get(OPENAPI_PATH).get_json()
     creators = {op.path: op for op in operations if op.method == "POST"}
     prober = _Prober(report, app, _Schemas(spec), captured, creators)
+    columns = _Columns(report.plugin, installed.closure)
     for operation in operations:
         _check_documentation(report, operation)
+        _check_field_bounds(report, operation, _Schemas(spec), columns)
         prober.probe(operation)
+
+
+INT32 = (-(2**31), 2**31 - 1)
+
+
+class _Columns:
+    """The bounds of the plugin's own columns by name: text lengths, 32-bit integer ranges."""
+
+    def __init__(self, name: str, closure: Sequence[str]) -> None:
+        from sqlalchemy import BigInteger, Integer  # noqa: PLC0415 - the kit stays light
+
+        from powerstrip.db import Model  # noqa: PLC0415
+
+        self.lengths: dict[str, tuple[int, str]] = {}  # name -> (narrowest length, column)
+        self.int32: dict[str, str] = {}  # name -> a 32-bit column of that name
+        for table in Model.metadata.sorted_tables:
+            if not _owned(table.name, name, closure):
+                continue
+            for column in table.columns:
+                where = f"{table.name}.{column.name}"
+                length = getattr(column.type, "length", None)
+                if (
+                    isinstance(length, int)
+                    and length < self.lengths.get(column.name, (length + 1,))[0]
+                ):
+                    self.lengths[column.name] = (length, where)
+                kind = column.type
+                if isinstance(kind, Integer) and not isinstance(kind, BigInteger):
+                    self.int32.setdefault(column.name, where)
+
+
+def _fields(
+    operation: _Operation, schemas: _Schemas
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """(where, name, schema) of each value the operation reads: path, query, body fields."""
+    for parameter in operation.parameters:
+        where = f"{parameter.get('in')} parameter"
+        yield where, str(parameter.get("name")), schemas.resolve(parameter.get("schema", {}))
+    body = _request_body(operation)
+    if body is None:
+        return
+    for key, field_schema in schemas.resolve(body).get("properties", {}).items():
+        resolved = schemas.resolve(field_schema)
+        if field_schema.get("readOnly"):
+            continue
+        yield "field", key, resolved
+        if "array" in schemas.types(resolved):
+            yield "items of field", key, schemas.resolve(resolved.get("items", {}))
+
+
+def _check_field_bounds(
+    report: ConformanceReport, operation: _Operation, schemas: _Schemas, columns: _Columns
+) -> None:
+    """A value named like one of the plugin's columns must fit it: a string's maxLength (or
+    every enum value) within the narrowest column of that name, an integer within 32 bits
+    where the column is 32-bit."""
+    for where, name, schema in _fields(operation, schemas):
+        types = schemas.types(schema)
+        if "string" in types and name in columns.lengths:
+            length, column = columns.lengths[name]
+            report.check(f"{operation}: {where} {name!r} fits {column}")
+            enum = schema.get("enum")
+            if enum and all(isinstance(v, str) and len(v) <= length for v in enum):
+                continue
+            allowed = schema.get("maxLength")
+            if not isinstance(allowed, int) or allowed > length:
+                report.fail(
+                    "field bounds",
+                    f"{operation}: {where} {name!r} allows "
+                    f"{allowed if isinstance(allowed, int) else 'any number of'} characters; "
+                    f"column {column} holds {length} (declare maxLength <= {length})",
+                )
+        if types & {"integer", "number"} and name in columns.int32:
+            column = columns.int32[name]
+            report.check(f"{operation}: {where} {name!r} fits {column}")
+            low, high = schema.get("minimum"), schema.get("maximum")
+            if not (isinstance(low, int | float) and isinstance(high, int | float)) or (
+                low < INT32[0] or high > INT32[1]
+            ):
+                report.fail(
+                    "field bounds",
+                    f"{operation}: {where} {name!r} allows {low}..{high}; column {column} is "
+                    f"32-bit (declare a range within {INT32[0]}..{INT32[1]}, or make the "
+                    "column BigInteger)",
+                )
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.test import Client
 
-from app.errors import PROBLEM_CONTENT_TYPE, VALIDATION_ERROR_TYPE, flatten_messages
+from app.errors import (
+    PROBLEM_CONTENT_TYPE,
+    VALIDATION_ERROR_TYPE,
+    LastResort,
+    flatten_messages,
+)
 from tests.conftest import AppFactory
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
@@ -212,3 +219,38 @@ def test_optimistic_concurrency_conflict_is_412_when_the_client_sent_if_match(
     assert "changed since you read it" in assert_problem(response, 412)["detail"]
     # If-Match: * accepted any version: losing the race is a conflict, not a failed condition
     assert_problem(client.get("/api/probe/stale", headers={"If-Match": "*"}), 409)
+
+
+def _crashing_middleware(environ: Any, start_response: Any) -> Any:
+    raise RuntimeError("secret internals")
+
+
+def _crashing_after_start(environ: Any, start_response: Any) -> Any:
+    start_response("200 OK", [("Content-Type", "application/json")])
+    raise RuntimeError("too late to answer otherwise")
+
+
+def test_an_exception_outside_the_app_is_a_problem_500(caplog: pytest.LogCaptureFixture) -> None:
+    client = Client(LastResort(_crashing_middleware))
+    response = client.get("/api/x", headers={"X-Request-ID": "ignored-here"})
+    assert response.status_code == 500
+    assert response.mimetype == PROBLEM_CONTENT_TYPE
+    body = response.get_json()
+    assert body["status"] == 500
+    assert body["instance"] == "/api/x"
+    assert "secret" not in response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"] == body["request_id"]
+    (record,) = [
+        r for r in caplog.records if r.getMessage() == "unhandled exception outside the app"
+    ]
+    assert record.request_id == body["request_id"]  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+
+
+def test_an_exception_after_the_response_started_is_raised() -> None:
+    with pytest.raises(RuntimeError, match="too late"):
+        Client(LastResort(_crashing_after_start)).get("/")
+
+
+def test_the_app_is_wrapped_by_the_last_resort_outermost(app: Flask) -> None:
+    assert isinstance(app.wsgi_app, LastResort)

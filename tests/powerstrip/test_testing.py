@@ -565,7 +565,7 @@ def test_conformance_lists_every_broken_promise(broken: pytest.Pytester) -> None
     result = run(broken)
     result.assert_outcomes(failed=1, passed=5)
     output = result.stdout.str()
-    assert "plugin 'broken' fails 12 conformance check(s)" in output, output
+    assert "plugin 'broken' fails 13 conformance check(s)" in output, output
     # The report's lines, once: pytest repeats the message in its summary when CI is set.
     start = next(i for i, line in enumerate(result.outlines) if "plugin 'broken' fails" in line)
     failures = list(
@@ -590,6 +590,8 @@ def test_conformance_lists_every_broken_promise(broken: pytest.Pytester) -> None
         "[documentation] DELETE /api/v1/broken/notes/{note_id}: unknown path parameters "
         "(/api/v1/broken/notes/987654321): answered 410, which the operation does not document",
         "[settings] setting API_TOKEN looks secret: mark it metadata={'secret': True}",
+        "[field bounds] POST /api/v1/broken/notes: field 'text' allows any number of characters; "
+        "column broken_notes.text holds 100 (declare maxLength <= 100)",
         "[documentation] GET /api/v1/broken/raw is not in the OpenAPI document",
         "[bad input] POST /api/v1/broken/notes: field 'color' = 12345: answered 201: a value of "
         "the wrong type was accepted",

@@ -133,3 +133,44 @@ def test_twenty_concurrent_patches_with_one_etag_on_postgres(make_app: AppFactor
         assert final.get_json()["title"] == f"writer {winners[0]}"  # the winner's change, intact
         assert final.headers["ETag"] == tag.replace('-1"', '-2"')  # exactly one update happened
         app.extensions["powerstrip.database"].engine.dispose()
+
+
+ROUNDS = 5
+
+
+def test_concurrent_adds_of_one_member_never_fail_on_postgres(make_app: AppFactory) -> None:
+    """20 owners' requests adding one member at once, 5 rounds: each answers 200 (the add,
+    or the role change when another add committed first) or 409 (an add that lost the race
+    at the primary key); never a 5xx; one membership row results."""
+    with temporary_postgres_database() as url:
+        app = make_app(DATABASE_URL=url, DATABASE_POOL_SIZE=25, RATELIMIT_ENABLED=False)
+        upgrade(app)
+        people = make_people(app)
+        statuses: list[int] = []
+        for _ in range(ROUNDS):
+            project = people.owner.project()
+            path = f"{PROJECTS}/{project}/members/{people.alice.user_id}"
+            start = threading.Barrier(20)
+            answers: list[int] = []
+
+            def adder(
+                path: str = path, start: threading.Barrier = start, answers: list[int] = answers
+            ) -> None:
+                client = app.test_client()
+                start.wait(10)
+                response = client.put(path, json={"role": "editor"}, headers=people.owner.headers())
+                answers.append(response.status_code)
+
+            threads = [threading.Thread(target=adder) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert len(answers) == 20
+            assert set(answers) <= {200, 409}, answers
+            assert 200 in answers
+            members = people.owner.get(f"{PROJECTS}/{project}/members").get_json()
+            assert [m["principal"] for m in members].count(people.alice.user_id) == 1
+            statuses += answers
+        assert len(statuses) == 20 * ROUNDS
+        app.extensions["powerstrip.database"].engine.dispose()
