@@ -12,9 +12,19 @@ from pathlib import Path
 from plugins.accounts.authentication import AccountsAuthenticator
 from plugins.accounts.cli import commands
 from plugins.accounts.module import AccountsModule
-from plugins.accounts.settings import AccountsSettingsSchema
+from plugins.accounts.settings import AccountsSettings, AccountsSettingsSchema
+from plugins.accounts.signing import development_key
 from plugins.accounts.views import ADMIN, SELF, blueprint
-from powerstrip import Plugin
+from powerstrip import Plugin, PluginContext
+
+
+def setup(context: PluginContext) -> None:
+    """Without ``SIGNING_KEYS`` (development, testing): make sure the instance's generated
+    signing key exists, so a folder that cannot hold it stops startup rather than a login."""
+    settings = context.settings
+    if isinstance(settings, AccountsSettings) and not settings.SIGNING_KEYS:
+        development_key(Path(context.app.instance_path))
+
 
 plugin = Plugin(
     name="accounts",
@@ -26,6 +36,7 @@ plugin = Plugin(
     commands=commands,
     migrations=Path(__file__).parent / "migrations",
     authenticators=[AccountsAuthenticator],
+    setup=setup,
     scopes={
         SELF: "Read one's own account, change one's password, manage one's API keys",
         ADMIN: "Create, list and change users; revoke anyone's API keys",

@@ -6,7 +6,7 @@ and outside the injector, so the look-ups here never hold other requests up.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from flask import Request
@@ -25,6 +25,19 @@ REVOKED_TOKEN = "The access token was revoked."  # noqa: S105 - a message, not a
 REFUSED_KEY = "The API key is invalid or revoked."
 
 
+class CurrentLogin:
+    """The password login behind the current request's access token (request-scoped).
+
+    The SDK's ``Caller`` says who is calling, not when they last proved it with a password;
+    the authenticator notes it here for the services that ask for a recent login.
+    """
+
+    def __init__(self) -> None:
+        self.authenticated_at: datetime | None = (
+            None  # None: no access token, or its login is unknown
+        )
+
+
 class AccountsAuthenticator:
     """A bearer access token or an API key -> the caller; no credentials -> None."""
 
@@ -38,12 +51,14 @@ class AccountsAuthenticator:
         tokens: AccessTokens,
         roles: RoleScopes,
         clock: Clock,
+        login: CurrentLogin,
     ) -> None:
         self._repository = repository
         self._uow = uow
         self._tokens = tokens
         self._roles = roles
         self._clock = clock
+        self._login = login
 
     def authenticate(self, request: Request) -> Principal | None:
         """The principal of the request's bearer token or API key (refused: with the reason)."""
@@ -69,6 +84,7 @@ class AccountsAuthenticator:
             return Principal.refused(REVOKED_TOKEN)
         if self._repository.access_token_revoked(claims.jti):
             return Principal.refused(REVOKED_TOKEN)
+        self._login.authenticated_at = claims.authenticated_at
         return Principal.of(str(user.id), "user", self._roles.of(user.role), claims.jti)
 
     def api_key(self, value: str) -> Principal:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from injector import inject
 
-from plugins.accounts.models import RefreshToken, RevokedAccessToken, User
+from plugins.accounts.models import RefreshToken, User
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.repository import AccountsRepository
 from plugins.accounts.settings import AccountsSettings
@@ -81,54 +81,54 @@ class AuthService:
         with self._uow:
             if self._passwords.needs_rehash(user.password_hash):
                 user.password_hash = self._passwords.hash(password)
-            return self._issue(user, family=uuid.uuid4().hex)
+            return self._issue(user, uuid.uuid4().hex, authenticated_at=self._clock.now())
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate: the presented token dies; presenting a dead one revokes its whole family."""
+        """Rotate: the presented token dies; presenting a dead one revokes its whole family.
+
+        Single use even under concurrency: of requests presenting one token at the same time,
+        exactly one gets new tokens (a conditional UPDATE claims the token). The others are
+        treated as reuse, as the OAuth 2.0 Security BCP advises: a token presented twice may
+        be a stolen copy, so they get a 401 and the whole family is revoked, including the
+        token the winner just received; its owner logs in again.
+        """
         now = self._clock.now()
         with self._uow:
             stored = self._repository.refresh_token(digest(refresh_token))
             if stored is None:
                 raise Problem(401, "The refresh token is invalid.")
-            if stored.used_at is not None:
-                # Reuse of a rotated token: someone else holds the family. Revoke all of it.
-                self._repository.revoke_family(stored.family, now)
-                reused = True
-            elif stored.revoked_at is not None:
+            if stored.revoked_at is not None and stored.used_at is None:
                 raise Problem(401, "The refresh token was revoked.")
-            else:
-                reused = False
-                user = self._repository.user(stored.user_id)
-                if (
-                    stored.expires_at <= now
-                    or user is None
-                    or not user.is_active
-                    or user.token_version != stored.token_version
-                ):
-                    raise Problem(401, "The refresh token has expired or was revoked.")
-                stored.used_at = now
-                pair = self._issue(user, family=stored.family)
-        if reused:
-            raise Problem(401, "The refresh token was already used; its session is revoked.")
-        return pair
+            user = self._repository.user(stored.user_id)
+            if stored.used_at is None and (
+                stored.expires_at <= now
+                or user is None
+                or not user.is_active
+                or user.token_version != stored.token_version
+            ):
+                raise Problem(401, "The refresh token has expired or was revoked.")
+            if user is not None and self._repository.use_refresh_token(stored.id, now):
+                return self._issue(user, stored.family, stored.authenticated_at)
+            # Used before, or by a request racing this one: someone else holds the family.
+            self._repository.revoke_family(stored.family, now)
+        raise Problem(401, "The refresh token was already used; its session is revoked.")
 
     def logout(self, caller: Caller, refresh_token: str | None) -> None:
-        """Revoke the caller's access token and the refresh token's family."""
+        """Revoke the caller's access token and the refresh token's family (idempotent)."""
         now = self._clock.now()
         with self._uow:
             jti = caller.credential
-            if caller.kind == "user" and jti and not self._repository.access_token_revoked(jti):
+            if caller.kind == "user" and jti:
                 # Kept as long as the token could live; after that the token is dead anyway.
-                expires = now + self._tokens.lifetime
-                self._repository.add(RevokedAccessToken(jti=jti, expires_at=expires))
+                self._repository.revoke_access_token(jti, now + self._tokens.lifetime)
             if refresh_token:
                 stored = self._repository.refresh_token(digest(refresh_token))
                 if stored is not None:
                     self._repository.revoke_family(stored.family, now)
 
-    def _issue(self, user: User, family: str) -> TokenPair:
+    def _issue(self, user: User, family: str, authenticated_at: datetime | None) -> TokenPair:
         now = self._clock.now()
-        access, _ = self._tokens.issue(user.id, user.token_version)
+        access, _ = self._tokens.issue(user.id, user.token_version, authenticated_at)
         secret = new_secret()
         self._repository.add(
             RefreshToken(
@@ -138,6 +138,7 @@ class AuthService:
                 token_version=user.token_version,
                 created_at=now,
                 expires_at=now + timedelta(days=self._settings.REFRESH_TOKEN_DAYS),
+                authenticated_at=authenticated_at,
             )
         )
         return TokenPair(access, secret, int(self._tokens.lifetime.total_seconds()))

@@ -40,6 +40,9 @@ class RefreshToken(Model):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # When the family's password login happened (the access tokens' ``auth_time``); None for
+    # tokens issued before it was recorded, whose logins count as not recent.
+    authenticated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class RevokedAccessToken(Model):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import injector
+from pathlib import Path
 
-from plugins.accounts.authentication import AccountsAuthenticator, AccountsDirectory
+import injector
+from flask import Flask
+
+from plugins.accounts.authentication import AccountsAuthenticator, AccountsDirectory, CurrentLogin
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.roles import RoleScopes
 from plugins.accounts.settings import AccountsSettings
+from plugins.accounts.signing import SigningKeys
 from plugins.accounts.tokens import AccessTokens
 from powerstrip import Clock, Directory, PluginRegistry, request_scope
 
@@ -17,6 +21,7 @@ class AccountsModule(injector.Module):
 
     def configure(self, binder: injector.Binder) -> None:
         binder.bind(AccountsAuthenticator, scope=request_scope)
+        binder.bind(CurrentLogin, scope=request_scope)
         binder.bind(Directory, to=AccountsDirectory, scope=request_scope)  # type: ignore[type-abstract]
 
     @injector.singleton
@@ -27,9 +32,17 @@ class AccountsModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def access_tokens(self, settings: AccountsSettings, clock: Clock) -> AccessTokens:
+    def signing_keys(self, settings: AccountsSettings, app: Flask) -> SigningKeys:
+        """The configured keys, or the instance folder's development key (read on first use)."""
+        return SigningKeys(settings, Path(app.instance_path))
+
+    @injector.singleton
+    @injector.provider
+    def access_tokens(
+        self, settings: AccountsSettings, clock: Clock, keys: SigningKeys
+    ) -> AccessTokens:
         """Signs with the current key, verifies with every configured key."""
-        return AccessTokens(settings, clock)
+        return AccessTokens(settings, clock, keys)
 
     @injector.singleton
     @injector.provider

@@ -6,6 +6,17 @@ from typing import Any
 
 import marshmallow as ma
 
+# The password policy (plugins.accounts.passwords) refuses, with a 422 naming each reason, a
+# password shorter than PASSWORD_MIN_LENGTH (8 at the least, 10 by default), a common one or one
+# holding the email's local part: the document states the minimum no configuration goes below.
+PASSWORD_DOC = {
+    "minLength": 8,
+    "description": "At least PASSWORD_MIN_LENGTH characters (8 or more; default 10), not a "
+    "common password, not containing the email's name (else 422)",
+}
+# The roles are the operator's ROLE_SCOPES, or admin and the roles enabled plugins grant.
+ROLE_DOC = {"description": "A role of the role table (admin and user unless configured; else 422)"}
+
 
 class NormalisedEmail(ma.fields.Email):
     """An email address, trimmed and lower-cased before it is validated."""
@@ -41,15 +52,23 @@ class TokenPairSchema(ma.Schema):
 class NewUserSchema(ma.Schema):
     email = NormalisedEmail(required=True, validate=ma.validate.Length(max=320))
     password = ma.fields.String(
-        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(max=1024),
+        metadata=PASSWORD_DOC,
     )
-    role = ma.fields.String(load_default="user", validate=ma.validate.Length(min=1, max=50))
+    role = ma.fields.String(
+        load_default="user", validate=ma.validate.Length(min=1, max=50), metadata=ROLE_DOC
+    )
 
 
 class RegistrationSchema(ma.Schema):
     email = NormalisedEmail(required=True, validate=ma.validate.Length(max=320))
     password = ma.fields.String(
-        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(max=1024),
+        metadata=PASSWORD_DOC,
     )
 
 
@@ -71,12 +90,15 @@ class UserQuerySchema(ma.Schema):
 class PasswordChangeSchema(ma.Schema):
     current_password = ma.fields.String(required=True, load_only=True)
     password = ma.fields.String(
-        required=True, load_only=True, validate=ma.validate.Length(max=1024)
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(max=1024),
+        metadata=PASSWORD_DOC,
     )
 
 
 class UserUpdateSchema(ma.Schema):
-    role = ma.fields.String(validate=ma.validate.Length(min=1, max=50))
+    role = ma.fields.String(validate=ma.validate.Length(min=1, max=50), metadata=ROLE_DOC)
     is_active = ma.fields.Boolean()
 
 

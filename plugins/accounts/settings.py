@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +21,16 @@ class AccountsSettings:
     AUDIENCE: str
     ACCESS_TOKEN_MINUTES: int
     REFRESH_TOKEN_DAYS: int
-    SIGNING_KEYS: dict[str, str]
-    CURRENT_KEY: str
+    SIGNING_KEYS: dict[str, str]  # empty: the instance's development key (see signing.py)
+    CURRENT_KEY: str | None
     REGISTRATION_OPEN: bool
     PASSWORD_MIN_LENGTH: int
     ROLE_SCOPES: dict[str, list[str]] | None
     LOGIN_LIMIT_PER_ADDRESS: str
     LOGIN_FAILURES_PER_ACCOUNT: str
+    API_KEY_FRESH_LOGIN_MINUTES: int
+    REVOKE_API_KEYS_ON_PASSWORD_CHANGE: bool
+    REVOKE_API_KEYS_ON_DEACTIVATION: bool
 
     def __repr__(self) -> str:
         return f"AccountsSettings(ISSUER={self.ISSUER!r}, SIGNING_KEYS=<{len(self.SIGNING_KEYS)}>)"
@@ -54,7 +55,11 @@ class AccountsSettingsSchema(ma.Schema):
         values=ma.fields.String(validate=ma.validate.Length(min=MIN_KEY_LENGTH)),
         load_default=None,
         allow_none=True,
-        metadata={"secret": True, "description": "key id -> HS256 secret (32+ chars)"},
+        metadata={
+            "secret": True,
+            "description": "key id -> HS256 secret (32+ chars); required in production. "
+            "Unset in development and testing: a random key kept in the instance folder",
+        },
     )
     CURRENT_KEY = ma.fields.String(
         load_default=None,
@@ -75,6 +80,22 @@ class AccountsSettingsSchema(ma.Schema):
     )
     LOGIN_LIMIT_PER_ADDRESS = ma.fields.String(load_default="30 per minute", validate=_limits)
     LOGIN_FAILURES_PER_ACCOUNT = ma.fields.String(load_default="5 per 15 minutes", validate=_limits)
+    API_KEY_FRESH_LOGIN_MINUTES = ma.fields.Integer(
+        load_default=5,
+        validate=ma.validate.Range(1, 1440),
+        metadata={
+            "description": "creating an API key needs a bearer token whose password login is "
+            "at most this old"
+        },
+    )
+    REVOKE_API_KEYS_ON_PASSWORD_CHANGE = ma.fields.Boolean(
+        load_default=True,
+        metadata={"description": "a password change revokes the user's API keys too"},
+    )
+    REVOKE_API_KEYS_ON_DEACTIVATION = ma.fields.Boolean(
+        load_default=True,
+        metadata={"description": "deactivating a user revokes its API keys for good"},
+    )
 
     @ma.validates_schema
     def _keys(self, data: dict[str, Any], **_: Any) -> None:
@@ -82,23 +103,21 @@ class AccountsSettingsSchema(ma.Schema):
         if roles is not None and "admin" not in roles:
             raise ma.ValidationError("must define the admin role", "ROLE_SCOPES")
         keys = data.get("SIGNING_KEYS")
+        current = data.get("CURRENT_KEY")
         if not keys:
             if settings_environment() not in ("development", "testing"):
                 raise ma.ValidationError("required outside development and testing", "SIGNING_KEYS")
+            if current is not None:
+                raise ma.ValidationError("must name one of SIGNING_KEYS", "CURRENT_KEY")
             return
-        current = data.get("CURRENT_KEY")
         if current is not None and current not in keys:
             raise ma.ValidationError("must name one of SIGNING_KEYS", "CURRENT_KEY")
 
     @ma.post_load
     def build(self, data: dict[str, Any], **_: Any) -> AccountsSettings:
-        """Build the settings; without keys (development only) derive one from the app."""
-        keys = data["SIGNING_KEYS"] or {"dev": _development_key()}
-        data["SIGNING_KEYS"] = dict(keys)
-        data["CURRENT_KEY"] = data["CURRENT_KEY"] or next(iter(keys))
+        """Build the settings; without keys (development and testing only) the instance's
+        generated key signs (``SigningKeys``)."""
+        keys = dict(data["SIGNING_KEYS"] or {})
+        data["SIGNING_KEYS"] = keys
+        data["CURRENT_KEY"] = data["CURRENT_KEY"] or next(iter(keys), None)
         return AccountsSettings(**data)
-
-
-def _development_key() -> str:
-    # Stable across processes and restarts of a development setup; never used in production.
-    return hmac.new(b"powerstrip-accounts", b"development-signing-key", hashlib.sha256).hexdigest()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import jwt
 
 from plugins.accounts.settings import AccountsSettings
+from plugins.accounts.signing import SigningKeys
 from powerstrip import Clock
 
 ALGORITHM = "HS256"
@@ -31,6 +32,7 @@ class AccessClaims:
     jti: str
     version: int
     expires_at: datetime
+    authenticated_at: datetime | None = None  # the password login's time (``auth_time``)
 
 
 class AccessTokens:
@@ -38,24 +40,32 @@ class AccessTokens:
 
     Signing uses ``CURRENT_KEY``; verification accepts every key of ``SIGNING_KEYS`` (by the
     ``kid`` header), so keys rotate: add the new key, make it current, drop the old one after
-    the access-token lifetime.
+    the access-token lifetime. Each token carries ``auth_time``, when the password login it
+    descends from happened (refreshes keep it), so a sensitive operation can ask for a recent
+    one.
     """
 
-    def __init__(self, settings: AccountsSettings, clock: Clock) -> None:
+    def __init__(self, settings: AccountsSettings, clock: Clock, keys: SigningKeys) -> None:
         self._settings = settings
         self._clock = clock
+        self._keys = keys
 
     @property
     def lifetime(self) -> timedelta:
         """How long an access token lives."""
         return timedelta(minutes=self._settings.ACCESS_TOKEN_MINUTES)
 
-    def issue(self, user_id: int, version: int) -> tuple[str, AccessClaims]:
-        """A signed access token for the user, and its claims."""
+    def issue(
+        self, user_id: int, version: int, authenticated_at: datetime | None = None
+    ) -> tuple[str, AccessClaims]:
+        """A signed access token for the user, and its claims.
+
+        :param authenticated_at: when the user logged in with the password (None: unknown)
+        """
         now = self._clock.now()
         expires = now + self.lifetime
         jti = uuid.uuid4().hex
-        payload = {
+        payload: dict[str, object] = {
             "sub": str(user_id),
             "iat": now,
             "nbf": now,
@@ -65,11 +75,11 @@ class AccessTokens:
             "jti": jti,
             "ver": version,
         }
-        kid = self._settings.CURRENT_KEY
-        token = jwt.encode(
-            payload, self._settings.SIGNING_KEYS[kid], algorithm=ALGORITHM, headers={"kid": kid}
-        )
-        return token, AccessClaims(str(user_id), jti, version, expires)
+        if authenticated_at is not None:
+            payload["auth_time"] = int(authenticated_at.timestamp())
+        kid, key = self._keys.current()
+        token = jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid})
+        return token, AccessClaims(str(user_id), jti, version, expires, authenticated_at)
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; :class:`TokenError` saying why otherwise."""
@@ -77,7 +87,7 @@ class AccessTokens:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise TokenError("The access token is malformed.") from None
-        key = self._settings.SIGNING_KEYS.get(str(header.get("kid")))
+        key = self._keys.get(str(header.get("kid")))
         if key is None:
             raise TokenError("The access token was signed with an unknown key.")
         try:
@@ -98,10 +108,13 @@ class AccessTokens:
         except jwt.InvalidTokenError:
             raise TokenError("The access token is invalid.") from None
         version = claims.get("ver")
-        if not isinstance(version, int):
+        auth_time = claims.get("auth_time")
+        if not isinstance(version, int) or not isinstance(auth_time, int | None):
             raise TokenError("The access token is invalid.")
-        expires = datetime.fromtimestamp(claims["exp"], tz=self._clock.now().tzinfo)
-        return AccessClaims(str(claims["sub"]), str(claims["jti"]), version, expires)
+        zone = self._clock.now().tzinfo
+        expires = datetime.fromtimestamp(claims["exp"], tz=zone)
+        authenticated = None if auth_time is None else datetime.fromtimestamp(auth_time, tz=zone)
+        return AccessClaims(str(claims["sub"]), str(claims["jti"]), version, expires, authenticated)
 
 
 def new_secret() -> str:

@@ -77,7 +77,7 @@ def refresh(body: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
 
 
 @blueprint.route("/tokens", methods=["DELETE"])
-@blueprint.arguments(LogoutSchema)
+@blueprint.arguments(LogoutSchema, required=False)  # no body: only the access token dies
 @blueprint.response(204)
 @requires()
 def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> None:
@@ -149,9 +149,9 @@ def user(user_id: int, users: UserService) -> User:
 @blueprint.arguments(UserUpdateSchema)
 @blueprint.response(200, UserSchema)
 @requires(ADMIN)
-@problem_responses(404)
+@problem_responses(404, 409)
 def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
-    """Change a user's role, deactivate or reactivate it."""
+    """Change a user's role, deactivate or reactivate it (never the last active admin)."""
     return users.update(user_id, role=body.get("role"), is_active=body.get("is_active"))
 
 
@@ -160,7 +160,11 @@ def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
 @blueprint.response(201, CreatedApiKeySchema)
 @requires(SELF)
 def create_api_key(body: dict[str, Any], keys: ApiKeyService, principal: Principal) -> ApiKey:
-    """Create an API key with some of one's scopes; its secret is shown only now."""
+    """Create an API key with some of one's scopes; its secret is shown only now.
+
+    Needs a bearer token from a recent password login (``API_KEY_FRESH_LOGIN_MINUTES``): an
+    API key cannot create another, and an older login gets a 403 asking to log in again.
+    """
     value, key = keys.create(principal.require(SELF), body["name"], body["scopes"])
     key.key = value  # type: ignore[attr-defined]  # shown once, never stored
     return key

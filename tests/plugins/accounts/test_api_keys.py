@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import pytest
 from sqlalchemy import select
 
+from plugins.accounts.api_keys import NOT_WITH_API_KEY
 from plugins.accounts.models import ApiKey
-from tests.plugins.accounts.conftest import PASSWORD, Api
+from plugins.accounts.signing import development_key
+from tests.plugins.accounts.conftest import PASSWORD, Api, AppBuilder, MovableClock, create_admin
 
 KEYS = "/api/v1/accounts/api-keys"
 ME = "/api/v1/accounts/users/me"
@@ -82,3 +89,126 @@ def test_key_of_a_deactivated_owner_is_refused(api: Api) -> None:
         f"/api/v1/accounts/users/{user_id}", json={"is_active": False}, headers=api.admin_headers()
     )
     assert api.client.get(ME, headers={"X-API-Key": str(created["key"])}).status_code == 401
+
+
+def test_an_api_key_cannot_create_api_keys(api: Api) -> None:
+    created = create(api, api.admin_headers(), ["accounts:self"])
+    response = api.client.post(
+        KEYS, json={"name": "more"}, headers={"X-API-Key": str(created["key"])}
+    )
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == NOT_WITH_API_KEY
+
+
+@pytest.fixture
+def timed_api(build_app: AppBuilder, database_url: str) -> Api:
+    """An app whose clock the test moves (``clock.offset``)."""
+    return create_admin(build_app(database_url))
+
+
+def test_creating_a_key_needs_a_recent_password_login(timed_api: Api, clock: MovableClock) -> None:
+    clock.offset = -timedelta(minutes=10)  # log in ten minutes ago (the token is still valid)
+    old = timed_api.login()
+    clock.offset = timedelta()
+    stale = timed_api.client.post(
+        KEYS, json={"name": "ci"}, headers=timed_api.bearer(old["access_token"])
+    )
+    assert stale.status_code == 403
+    assert stale.get_json()["detail"] == (
+        "Creating an API key needs a password login from the last 5 minute(s); this access "
+        "token's login is older. Log in again and retry."
+    )
+    # a refresh keeps the login's time: it does not make the login recent
+    refreshed = timed_api.client.post(
+        "/api/v1/accounts/tokens/refresh", json={"refresh_token": old["refresh_token"]}
+    ).get_json()
+    claims = jwt.decode(refreshed["access_token"], options={"verify_signature": False})
+    assert (
+        claims["auth_time"]
+        == jwt.decode(old["access_token"], options={"verify_signature": False})["auth_time"]
+    )
+    assert claims["iat"] > claims["auth_time"]
+    again = timed_api.client.post(
+        KEYS, json={"name": "ci"}, headers=timed_api.bearer(refreshed["access_token"])
+    )
+    assert again.status_code == 403
+    # a new password login is recent
+    assert create(timed_api, timed_api.admin_headers(), [])["key"]
+
+
+def test_the_fresh_login_window_is_a_setting(
+    build_app: AppBuilder, database_url: str, clock: MovableClock
+) -> None:
+    api = create_admin(build_app(database_url, accounts={"API_KEY_FRESH_LOGIN_MINUTES": 30}))
+    clock.offset = -timedelta(minutes=10)
+    headers = api.admin_headers()
+    clock.offset = timedelta()
+    assert create(api, headers, [])["key"]
+
+
+def test_a_token_without_auth_time_is_not_a_recent_login(api: Api) -> None:
+    # tokens issued before auth_time was recorded (a family from before the migration)
+    now = datetime.now(UTC)
+    claims = {
+        "sub": "1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=5),
+        "iss": "powerstrip",
+        "aud": "powerstrip-api",
+        "jti": "no-auth-time",
+        "ver": 1,
+    }
+    key = development_key(Path(api.app.instance_path))
+    token = jwt.encode(claims, key, algorithm="HS256", headers={"kid": "dev"})
+    assert api.client.get(ME, headers=api.bearer(token)).status_code == 200
+    refused = api.client.post(KEYS, json={"name": "ci"}, headers=api.bearer(token))
+    assert refused.status_code == 403
+    assert "password login" in refused.get_json()["detail"]
+
+
+def change_password(api: Api, email: str, new: str) -> None:
+    headers = api.bearer(api.login(email, PASSWORD)["access_token"])
+    changed = api.client.put(
+        f"{ME}/password", json={"current_password": PASSWORD, "password": new}, headers=headers
+    )
+    assert changed.status_code == 204
+
+
+@pytest.mark.parametrize("revoke", [True, False])
+def test_a_password_change_revokes_the_users_keys(
+    build_app: AppBuilder, database_url: str, revoke: bool
+) -> None:
+    app = build_app(database_url, accounts={"REVOKE_API_KEYS_ON_PASSWORD_CHANGE": revoke})
+    api = create_admin(app)
+    api.create_user("pat@example.com")
+    created = create(
+        api, api.bearer(api.login("pat@example.com", PASSWORD)["access_token"]), ["accounts:self"]
+    )
+    key = {"X-API-Key": str(created["key"])}
+    assert api.client.get(ME, headers=key).status_code == 200
+    change_password(api, "pat@example.com", "another fine passphrase")
+    assert api.client.get(ME, headers=key).status_code == (401 if revoke else 200)
+
+
+@pytest.mark.parametrize("revoke", [True, False])
+def test_deactivation_revokes_the_users_keys_for_good(
+    build_app: AppBuilder, database_url: str, revoke: bool
+) -> None:
+    app = build_app(database_url, accounts={"REVOKE_API_KEYS_ON_DEACTIVATION": revoke})
+    api = create_admin(app)
+    user_id = api.create_user("quinn@example.com")
+    created = create(
+        api, api.bearer(api.login("quinn@example.com", PASSWORD)["access_token"]), ["accounts:self"]
+    )
+    key = {"X-API-Key": str(created["key"])}
+    admin = api.admin_headers()
+    api.client.patch(f"/api/v1/accounts/users/{user_id}", json={"is_active": False}, headers=admin)
+    assert api.client.get(ME, headers=key).status_code == 401
+    api.client.patch(f"/api/v1/accounts/users/{user_id}", json={"is_active": True}, headers=admin)
+    assert api.client.get(ME, headers=key).status_code == (401 if revoke else 200)
+    listed = api.client.get(
+        KEYS, headers=api.bearer(api.login("quinn@example.com", PASSWORD)["access_token"])
+    )
+    assert (listed.get_json()[0]["revoked_at"] is not None) is revoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plugins.accounts.users import LAST_ADMIN
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, PASSWORD, Api
 
 
@@ -66,3 +67,18 @@ def test_create_api_key_and_deactivate(api: Api) -> None:
         "No user"
         in runner.invoke(args=["accounts", "deactivate", "--email", "no@example.com"]).output
     )
+
+
+def test_deactivating_the_last_admin_fails_with_one_line(api: Api) -> None:
+    runner = api.app.test_cli_runner()
+    refused = runner.invoke(args=["accounts", "deactivate", "--email", ADMIN_EMAIL])
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines() == [f"Error: {LAST_ADMIN}"]
+    assert api.login()["access_token"]  # still an active admin
+    # the documented recovery: create another admin, then the first can go
+    created = runner.invoke(
+        args=["accounts", "create-admin", "--email", "root@example.com", "--password", PASSWORD]
+    )
+    assert created.exit_code == 0, created.output
+    out = runner.invoke(args=["accounts", "deactivate", "--email", ADMIN_EMAIL])
+    assert out.exit_code == 0, out.output

@@ -18,6 +18,7 @@ from app.plugins_cli import plugins
 from plugins.accounts.models import User
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.settings import AccountsSettingsSchema
+from plugins.accounts.signing import SigningKeys
 from plugins.accounts.tokens import (
     AccessTokens,
     TokenError,
@@ -109,7 +110,7 @@ def test_tokens_round_trip_and_any_change_is_refused(
     from powerstrip import Clock  # noqa: PLC0415
 
     settings_ = AccountsSettingsSchema().load({"SIGNING_KEYS": {"k": "s" * 40}})
-    tokens = AccessTokens(settings_, Clock())
+    tokens = AccessTokens(settings_, Clock(), SigningKeys(settings_, Path("/nonexistent")))
     token, claims = tokens.issue(user_id, version)
     verified = tokens.verify(token)
     assert (verified.subject, verified.version, verified.jti) == (str(user_id), version, claims.jti)

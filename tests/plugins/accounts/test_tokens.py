@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 
-from plugins.accounts.settings import _development_key
+from plugins.accounts.signing import development_key
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, Api
 
 ME = "/api/v1/accounts/users/me"
-KEY = _development_key()
+
+
+def key_of(api: Api) -> str:
+    """The signing key the app generated in its instance folder (testing has no SIGNING_KEYS)."""
+    return development_key(Path(api.app.instance_path))
 
 
 def claims(**overrides: object) -> dict[str, object]:
@@ -33,7 +39,7 @@ def claims(**overrides: object) -> dict[str, object]:
 
 
 def forge(
-    payload: dict[str, object], *, key: str = KEY, kid: str = "dev", algorithm: str = "HS256"
+    payload: dict[str, object], *, key: str, kid: str = "dev", algorithm: str = "HS256"
 ) -> str:
     return jwt.encode(payload, key, algorithm=algorithm, headers={"kid": kid})
 
@@ -53,7 +59,8 @@ def test_login_returns_tokens_that_work(api: Api) -> None:
     header = jwt.get_unverified_header(tokens["access_token"])
     assert header == {"alg": "HS256", "kid": "dev", "typ": "JWT"}
     payload = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    assert set(payload) >= {"exp", "iat", "nbf", "iss", "aud", "sub", "jti"}
+    assert set(payload) >= {"exp", "iat", "nbf", "iss", "aud", "sub", "jti", "auth_time"}
+    assert payload["auth_time"] == payload["iat"]  # a password login: logged in just now
     me = api.client.get(ME, headers=api.bearer(tokens["access_token"]))
     assert me.status_code == 200
     assert me.get_json()["email"] == ADMIN_EMAIL
@@ -171,18 +178,22 @@ def _b64(data: dict[str, object]) -> str:
 @pytest.mark.parametrize(
     ("make_token", "reason"),
     [
-        (lambda: _b64({"alg": "none", "kid": "dev"}) + "." + _b64({"sub": "1"}) + ".", "invalid"),
-        (lambda: forge(claims(), algorithm="HS512"), "invalid"),
-        (lambda: forge(claims(exp=datetime.now(UTC) - timedelta(seconds=5))), "expired"),
-        (lambda: forge(claims(nbf=datetime.now(UTC) + timedelta(minutes=5))), "not valid yet"),
-        (lambda: forge(claims(aud="another-api")), "not meant for this API"),
-        (lambda: forge(claims(iss="someone-else")), "not meant for this API"),
-        (lambda: forge(claims(), key="x" * 64), "invalid"),
-        (lambda: forge(claims(), kid="retired"), "unknown key"),
-        (lambda: forge(claims(jti=None)), "invalid"),
-        (lambda: forge(claims(ver="1")), "invalid"),
-        (lambda: forge(claims(sub="999")), "revoked"),
-        (lambda: "not-a-jwt", "malformed"),
+        (lambda _: _b64({"alg": "none", "kid": "dev"}) + "." + _b64({"sub": "1"}) + ".", "invalid"),
+        (lambda k: forge(claims(), algorithm="HS512", key=k), "invalid"),
+        (lambda k: forge(claims(exp=datetime.now(UTC) - timedelta(seconds=5)), key=k), "expired"),
+        (
+            lambda k: forge(claims(nbf=datetime.now(UTC) + timedelta(minutes=5)), key=k),
+            "not valid yet",
+        ),
+        (lambda k: forge(claims(aud="another-api"), key=k), "not meant for this API"),
+        (lambda k: forge(claims(iss="someone-else"), key=k), "not meant for this API"),
+        (lambda _: forge(claims(), key="x" * 64), "invalid"),
+        (lambda k: forge(claims(), kid="retired", key=k), "unknown key"),
+        (lambda k: forge(claims(jti=None), key=k), "invalid"),
+        (lambda k: forge(claims(ver="1"), key=k), "invalid"),
+        (lambda k: forge(claims(auth_time="yesterday"), key=k), "invalid"),
+        (lambda k: forge(claims(sub="999"), key=k), "revoked"),
+        (lambda _: "not-a-jwt", "malformed"),
     ],
     ids=[
         "alg-none",
@@ -195,12 +206,13 @@ def _b64(data: dict[str, object]) -> str:
         "unknown-kid",
         "missing-jti",
         "bad-version",
+        "bad-auth-time",
         "unknown-subject",
         "malformed",
     ],
 )
-def test_bad_access_tokens_are_401(api: Api, make_token: object, reason: str) -> None:
-    assert reason in refused(api, make_token())  # type: ignore[operator]
+def test_bad_access_tokens_are_401(api: Api, make_token: Callable[[str], str], reason: str) -> None:
+    assert reason in refused(api, make_token(key_of(api)))
 
 
 def test_tampered_payload_is_refused(api: Api) -> None:
@@ -212,7 +224,7 @@ def test_tampered_payload_is_refused(api: Api) -> None:
 
 def test_forged_token_with_the_right_key_is_accepted(api: Api) -> None:
     # the control for the negative tests above: same helper, valid claims, accepted
-    response = api.client.get(ME, headers=api.bearer(forge(claims())))
+    response = api.client.get(ME, headers=api.bearer(forge(claims(), key=key_of(api))))
     assert response.status_code == 200
 
 
@@ -237,7 +249,7 @@ def test_keys_rotate_with_fallback(make_app, monkeypatch: pytest.MonkeyPatch) ->
         ).status_code
         == 200
     )
-    assert "unknown key" in refused(rotated, forge(claims(), key=KEY, kid="dev"))
+    assert "unknown key" in refused(rotated, forge(claims(), key="d" * 40, kid="dev"))
 
 
 def test_wrong_authorization_scheme(api: Api) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
+from plugins.accounts.users import LAST_ADMIN
 from tests.conftest import AppFactory, upgrade
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, PASSWORD, Api
-from tests.services import temporary_postgres_database
 
 USERS = "/api/v1/accounts/users"
 
@@ -141,36 +140,40 @@ def test_registration_when_open(make_app: AppFactory) -> None:
     assert login.status_code == 200
 
 
-def test_concurrent_registrations_of_one_email_on_postgres(make_app: AppFactory) -> None:
-    """The service's check cannot see a create racing it; the unique index can: 409, not 500."""
-    with temporary_postgres_database() as url:
-        app = make_app(
-            DATABASE_URL=url, DATABASE_POOL_SIZE=10, accounts={"REGISTRATION_OPEN": True}
-        )
-        upgrade(app)
-        writers = 8
-        start = threading.Barrier(writers)
-        statuses: list[int] = []
+def test_the_last_active_admin_can_be_neither_demoted_nor_deactivated(api: Api) -> None:
+    headers = api.admin_headers()
+    me = api.client.get(f"{USERS}/me", headers=headers).get_json()["id"]
+    for change in ({"role": "user"}, {"is_active": False}, {"role": "user", "is_active": False}):
+        refused = api.client.patch(f"{USERS}/{me}", json=change, headers=headers)
+        assert refused.status_code == 409
+        assert refused.mimetype == "application/problem+json"
+        assert refused.get_json()["detail"] == LAST_ADMIN
+    unchanged = api.client.get(f"{USERS}/{me}", headers=headers).get_json()
+    assert (unchanged["role"], unchanged["is_active"]) == ("admin", True)
+    # A change that keeps it an active admin is fine
+    same = api.client.patch(f"{USERS}/{me}", json={"role": "admin"}, headers=headers)
+    assert same.status_code == 200
 
-        def register() -> None:
-            client = app.test_client()
-            start.wait(10)
-            response = client.post(
-                "/api/v1/accounts/register",
-                json={"email": "Race@Example.com", "password": PASSWORD},
-            )
-            statuses.append(response.status_code)
-            if response.status_code == 409:
-                assert "accounts_users" not in response.get_data(as_text=True)
 
-        threads = [threading.Thread(target=register) for _ in range(writers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert sorted(statuses) == [201] + [409] * (writers - 1)
-        listed = app.test_client().post(
-            "/api/v1/accounts/tokens", json={"email": "race@example.com", "password": PASSWORD}
-        )
-        assert listed.status_code == 200  # the one account that was created works
-        app.extensions["powerstrip.database"].engine.dispose()
+def test_an_admin_can_be_demoted_while_another_remains(api: Api) -> None:
+    headers = api.admin_headers()
+    other = api.create_user("second@example.com", role="admin")
+    inactive = api.create_user("inactive@example.com", role="admin")
+    api.client.patch(f"{USERS}/{inactive}", json={"is_active": False}, headers=headers)
+    demoted = api.client.patch(f"{USERS}/{other}", json={"role": "user"}, headers=headers)
+    assert demoted.status_code == 200
+    # an inactive admin does not count: the one left is the last
+    me = api.client.get(f"{USERS}/me", headers=headers).get_json()["id"]
+    last = api.client.patch(f"{USERS}/{me}", json={"is_active": False}, headers=headers)
+    assert last.status_code == 409
+    # an inactive admin itself can still be demoted (it is no active admin)
+    assert (
+        api.client.patch(f"{USERS}/{inactive}", json={"role": "user"}, headers=headers).status_code
+        == 200
+    )
+
+
+def test_update_problems_are_documented(api: Api) -> None:
+    spec = api.client.get("/api/openapi.json").get_json()
+    responses = spec["paths"]["/api/v1/accounts/users/{user_id}"]["patch"]["responses"]
+    assert {"404", "409"} <= set(responses)
