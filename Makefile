@@ -15,7 +15,7 @@ HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run dev test test-hello test-pg lint typecheck imports check lock clean
+.PHONY: help run dev test test-hello test-pg lint typecheck imports security check mutation lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -77,7 +77,19 @@ typecheck: $(VENV)/.dev-installed $(VENV)/.hello-installed ## mypy --strict on a
 imports: $(VENV)/.dev-installed $(VENV)/.hello-installed ## import-linter: the plugin boundary (pyproject's contracts)
 	$(BIN)/lint-imports
 
-check: lint typecheck imports ## lint, typecheck and the import contracts
+# Fails on any finding of medium or high severity with medium or high confidence; the thresholds
+# are command-line only, the rest of the configuration is pyproject's [tool.bandit].
+security: $(VENV)/.dev-installed ## bandit on app/, plugins/ and powerstrip/ (medium+ findings fail)
+	$(BIN)/bandit -c pyproject.toml -r app plugins powerstrip --severity-level medium --confidence-level medium --quiet
+
+check: lint typecheck imports security ## lint, typecheck, the import contracts and bandit
+
+# Not part of `check`, `test` or CI (minutes, not seconds): pyproject's [tool.mutmut] says which
+# modules are mutated and which tests run. `$(BIN)/mutmut browse` shows the survivors.
+mutation: $(VENV)/.dev-installed ## mutation testing (mutmut) of the loader, the auth contract, tokens and signing
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 lock: | $(UV) ## regenerate the hashed lock files in requirements/
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/main.txt

@@ -52,6 +52,16 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 - tmpfs on purpose, as gunicorn's docs
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Refused by gunicorn before the app, in plain text (README, "Behind nginx: slow clients and
+# request limits"; deploy/nginx.conf refuses these sizes first, as problems). The request line
+# at gunicorn's maximum, 8190 bytes: the longest documented query (a tasks page: a 2000-character
+# cursor, a 200-character `q` and a 64-character `assignee`, non-ASCII percent-encoded) reaches
+# ~5.4 KB, past the default 4094. Header fields at gunicorn's defaults: 100 of at most 8190 bytes
+# each (CRLF included).
+# None of these bounds a slow client's time: see README.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
+limit_request_fields = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELDS", "100"))
+limit_request_field_size = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", "8190"))
 # Off by default: a recycled worker resets the connections waiting on its own socket
 # (reuse_port), and leaves its metrics samples behind until the next start. A leak's stopgap.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
@@ -65,6 +75,9 @@ logconfig_dict = logging_config(
     gunicorn_access_log=os.environ.get("GUNICORN_ACCESSLOG", "") in {"1", "true", "-"},
     bind=bind.split(","),
 )
+# Its format: the path without the query string, and no user name or referrer, any of which
+# may carry a token or personal data (as the app's own record has none of them).
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
 errorlog = "-"
 capture_output = False
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

@@ -25,7 +25,7 @@ from werkzeug.routing import IntegerConverter, Map, ValidationError
 from app import errors
 from app.auth import security_schemes
 from app.loader import PluginError, PluginRecord
-from powerstrip.conditional import CONDITIONAL, READ_METHODS, WRITE_METHODS
+from powerstrip.conditional import CONDITIONAL, IF_MATCH_PATTERN, READ_METHODS, WRITE_METHODS
 from powerstrip.http import (
     ETAG_HEADER,
     IDEMPOTENCY_KEY_HEADER,
@@ -36,8 +36,8 @@ from powerstrip.http import (
     PAGINATION_HEADER,
     marks,
 )
-from powerstrip.idempotency import IDEMPOTENT
-from powerstrip.paging import PAGINATED
+from powerstrip.idempotency import IDEMPOTENT, MAX_KEY_LENGTH
+from powerstrip.paging import MAX_CURSOR_LENGTH, MAX_PAGE, PAGINATED
 from powerstrip.plugin import Plugin
 
 API_PREFIX = "/api"
@@ -125,7 +125,14 @@ _PAGINATION_SCHEMA = {
 }
 _HEADERS: dict[str, dict[str, Any]] = {
     ETAG_HEADER: {"description": "The entity tag of the resource", "schema": {"type": "string"}},
-    PAGINATION_HEADER: {"description": "Paging metadata", "schema": _PAGINATION_SCHEMA},
+    PAGINATION_HEADER: {
+        "description": "Paging metadata, a JSON object",
+        "schema": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": _PAGINATION_SCHEMA,
+        },
+    },
     LINK_HEADER: {
         "description": "RFC 8288 links to the first, prev, next and last pages",
         "schema": {"type": "string"},
@@ -137,12 +144,14 @@ _HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
-def _header_parameter(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+def _header_parameter(
+    name: str, description: str, *, required: bool = False, **schema: Any
+) -> dict[str, Any]:
     return {
         "in": "header",
         "name": name,
         "required": required,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "minLength": 1, **schema},
         "description": description,
     }
 
@@ -195,8 +204,10 @@ class HttpSemanticsPlugin(BasePlugin):
                 parameters.append(
                     _header_parameter(
                         IF_MATCH_HEADER,
-                        "The ETag last read (strong comparison), or * for any version",
+                        "The ETag last read (strong comparison), or * for any version; "
+                        "without it 428, malformed 400",
                         required=True,
+                        pattern=IF_MATCH_PATTERN,
                     )
                 )
                 problems += [HTTPStatus.PRECONDITION_FAILED, HTTPStatus.PRECONDITION_REQUIRED]
@@ -213,13 +224,16 @@ class HttpSemanticsPlugin(BasePlugin):
                     IDEMPOTENCY_KEY_HEADER,
                     "Repeat the request safely: the same key and request replay the first "
                     "success; another request with the key answers 422; while the first "
-                    "runs, 409",
+                    f"runs, 409. 1 to {MAX_KEY_LENGTH} printable ASCII characters (else 422)",
+                    maxLength=MAX_KEY_LENGTH,
+                    pattern="^[\\x20-\\x7e]+$",
                 )
             )
             headers.append(IDEMPOTENT_REPLAYED_HEADER)
             problems += [HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY]
-        if "requestBody" in operation:  # the host refuses a body that is not JSON, or too deep
-            problems.append(HTTPStatus.BAD_REQUEST)
+        # The host's input guard (app.inputs) answers any operation: 400 for a URL that is not
+        # UTF-8 or a body that is not JSON or too deep, 422 naming a value no column stores.
+        problems += [HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY]
         for problem in problems:
             responses.setdefault(str(problem.value), problem.name)
         for status, response in responses.items():
@@ -234,7 +248,9 @@ def _paging_parameters(paging: Mapping[str, Any]) -> list[dict[str, Any]]:
     maximum, default = paging["max_page_size"], paging["default_page_size"]
     parameters = [
         _query_parameter(
-            "page", {"type": "integer", "minimum": 1, "default": 1}, "The page number"
+            "page",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            "The page number",
         ),
         _query_parameter(
             "page_size",
@@ -246,8 +262,9 @@ def _paging_parameters(paging: Mapping[str, Any]) -> list[dict[str, Any]]:
         parameters += [
             _query_parameter(
                 "cursor",
-                {"type": "string"},
-                "Keyset paging: empty for the first page, then the next_cursor of the last",
+                {"type": "string", "maxLength": MAX_CURSOR_LENGTH},
+                "Keyset paging: empty for the first page, then the next_cursor of the last "
+                "(opaque: any other value is a 422 problem). Not together with page (422)",
             ),
             _query_parameter(
                 "total", {"type": "boolean"}, "Keyset paging: also count the matching items"

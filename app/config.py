@@ -21,6 +21,7 @@ from flask import Config
 from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from werkzeug.sansio.utils import host_is_trusted
 
 ENV_PREFIX = "POWERSTRIP"
 CONFIG_FILE = "config.toml"
@@ -29,8 +30,9 @@ REDACTED = "**redacted**"
 ENVIRONMENTS = ("production", "development", "testing")
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT_CHARS = 10
-# Only ever used when ENVIRONMENT is development or testing; production refuses it.
-DEVELOPMENT_SECRET_KEY = "powerstrip-development-secret-key-not-for-production"  # noqa: S105
+# Only ever used when ENVIRONMENT is development or testing; production refuses it. A public
+# placeholder, never a credential (hence the S105/B105 waivers).
+DEVELOPMENT_SECRET_KEY = "powerstrip-development-secret-key-not-for-production"  # noqa: S105  # nosec B105
 
 
 class StartupError(Exception):
@@ -54,6 +56,16 @@ def _validate_storage_uri(value: str) -> None:
         raise ma.ValidationError("Use memory://, redis://, rediss:// or redis+sentinel://.")
 
 
+def _validate_host_name(value: str) -> None:
+    # werkzeug's check of a Host header's characters. Its trusted list ignores a port, would
+    # cut an IPv6 literal at its first colon and compares names as written: refuse those.
+    if not host_is_trusted(value.removeprefix("."), None) or ":" in value or value != value.lower():
+        raise ma.ValidationError(
+            f"{value!r} is not a lower-case host name or IPv4 address such as "
+            "'api.example.com', '.example.com' or '127.0.0.1' (no port, no IPv6)."
+        )
+
+
 def _validate_database_url(value: str | None) -> None:
     if value is None:
         return
@@ -66,7 +78,7 @@ def _validate_database_url(value: str | None) -> None:
 
 
 def _secret(**kwargs: Any) -> dict[str, Any]:
-    return {"secret": True, **kwargs}
+    return {"secret": True, **kwargs}  # nosec B105  # a metadata flag (redact it), not a password
 
 
 class HostConfigSchema(ma.Schema):
@@ -120,6 +132,20 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"),
         metadata={"description": "Prefix of the counters' keys (deployments sharing a Redis)"},
     )
+    RATELIMIT_STORAGE_CONNECT_TIMEOUT = ma.fields.Float(
+        load_default=0.5,
+        validate=ma.validate.Range(min=0.01, max=10),
+        metadata={
+            "description": "Seconds to connect to Redis; past it the process counts in memory"
+        },
+    )
+    RATELIMIT_STORAGE_TIMEOUT = ma.fields.Float(
+        load_default=0.25,
+        validate=ma.validate.Range(min=0.01, max=10),
+        metadata={
+            "description": "Seconds Redis may take to answer; past it the process counts in memory"
+        },
+    )
     DATABASE_URL = ma.fields.String(
         load_default=None,
         allow_none=True,
@@ -154,6 +180,39 @@ class HostConfigSchema(ma.Schema):
             "description": "Milliseconds a PostgreSQL statement may run before it is cancelled "
             "(a 503 problem), freeing the worker's thread; "
             "0: no limit"
+        },
+    )
+    DATABASE_CONNECT_TIMEOUT = ma.fields.Integer(
+        load_default=5,
+        strict=True,
+        validate=ma.validate.Range(min=2, max=300),
+        metadata={
+            "description": "Seconds to open a PostgreSQL connection before a 503 problem "
+            "(libpq connect_timeout; at least 2)"
+        },
+    )
+    DATABASE_KEEPALIVES_IDLE = ma.fields.Integer(
+        load_default=30,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=7200),
+        metadata={
+            "description": "Seconds a PostgreSQL connection sends nothing before TCP keepalive "
+            "probes start"
+        },
+    )
+    DATABASE_KEEPALIVES_INTERVAL = ma.fields.Integer(
+        load_default=10,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=600),
+        metadata={"description": "Seconds between TCP keepalive probes (PostgreSQL)"},
+    )
+    DATABASE_KEEPALIVES_COUNT = ma.fields.Integer(
+        load_default=3,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=30),
+        metadata={
+            "description": "Unanswered keepalive probes that drop a PostgreSQL connection; "
+            "unacknowledged data drops it after idle + interval x count seconds too"
         },
     )
     DATABASE_POOL_RECYCLE = ma.fields.Integer(
@@ -192,6 +251,14 @@ class HostConfigSchema(ma.Schema):
         strict=True,
         validate=ma.validate.Range(min=0, max=10),
         metadata={"description": "Proxies in front whose X-Forwarded-* headers are trusted"},
+    )
+    TRUSTED_HOSTS = ma.fields.List(
+        ma.fields.String(validate=_validate_host_name),
+        load_default=list,
+        metadata={
+            "description": "Host names the API answers to (.example.com: and its subdomains); "
+            "another Host header is a 400 problem. Empty: any (production warns at startup)"
+        },
     )
     IDEMPOTENCY_KEY_TTL = ma.fields.Integer(
         load_default=86400,
@@ -264,18 +331,25 @@ class HostConfig:
     RATELIMIT_DEFAULT: tuple[str, ...]
     RATELIMIT_STORAGE_URI: str
     RATELIMIT_KEY_PREFIX: str
+    RATELIMIT_STORAGE_CONNECT_TIMEOUT: float
+    RATELIMIT_STORAGE_TIMEOUT: float
     DATABASE_URL: str | None
     DATABASE_POOL_SIZE: int
     DATABASE_MAX_OVERFLOW: int
     DATABASE_POOL_TIMEOUT: float
     DATABASE_POOL_RECYCLE: int
     DATABASE_STATEMENT_TIMEOUT: int
+    DATABASE_CONNECT_TIMEOUT: int
+    DATABASE_KEEPALIVES_IDLE: int
+    DATABASE_KEEPALIVES_INTERVAL: int
+    DATABASE_KEEPALIVES_COUNT: int
     PLUGINS: tuple[str, ...] | None
     PLUGINS_DISABLED: tuple[str, ...]
     PLUGINS_STRICT: bool
     PLUGIN_URL_PREFIX: str
     CORS_ORIGINS: tuple[str, ...]
     TRUSTED_PROXY_COUNT: int
+    TRUSTED_HOSTS: tuple[str, ...]
     IDEMPOTENCY_KEY_TTL: int
     IDEMPOTENCY_LOCK_TIMEOUT: int
     METRICS_ENABLED: bool
@@ -295,8 +369,24 @@ class HostConfig:
             "max_overflow": self.DATABASE_MAX_OVERFLOW,
             "pool_timeout": self.DATABASE_POOL_TIMEOUT,
             "pool_recycle": self.DATABASE_POOL_RECYCLE,
-            # Set by the server at connect (libpq options): no round trip per checkout.
-            "connect_args": {"options": f"-c statement_timeout={self.DATABASE_STATEMENT_TIMEOUT}"},
+            # libpq parameters (the URL's own win; make_engine merges them): every wait on
+            # the network is bounded. The statement timeout is set by the server at connect
+            # (options): no round trip per checkout.
+            "connect_args": {
+                "options": f"-c statement_timeout={self.DATABASE_STATEMENT_TIMEOUT}",
+                "connect_timeout": self.DATABASE_CONNECT_TIMEOUT,
+                "keepalives": 1,
+                "keepalives_idle": self.DATABASE_KEEPALIVES_IDLE,
+                "keepalives_interval": self.DATABASE_KEEPALIVES_INTERVAL,
+                "keepalives_count": self.DATABASE_KEEPALIVES_COUNT,
+                # Sent data unacknowledged this long (a host gone mid-query): the connection
+                # is dropped, as keepalives drop an idle one.
+                "tcp_user_timeout": 1000
+                * (
+                    self.DATABASE_KEEPALIVES_IDLE
+                    + self.DATABASE_KEEPALIVES_INTERVAL * self.DATABASE_KEEPALIVES_COUNT
+                ),
+            },
         }
 
     @property

@@ -69,17 +69,25 @@ def make_engine(
             options["poolclass"] = StaticPool  # one connection, or every checkout is a new DB
         elif on_wait is not None:
             options["poolclass"] = _timed(QueuePool, on_wait)
-        engine = create_engine(parsed, **options)
+        engine = create_engine(parsed, hide_parameters=True, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if on_wait is not None:
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
-    connect_args = dict(pool.get("connect_args", {}))
-    given = parsed.query.get("options")
-    if isinstance(given, str) and "options" in connect_args:  # keep the URL's own (search_path)
-        connect_args["options"] = f"{given} {connect_args['options']}"
-        pool = {**pool, "connect_args": connect_args}
-    return create_engine(parsed, pool_pre_ping=True, **pool)
+    if "connect_args" in pool:
+        pool = {**pool, "connect_args": _merge_connect_args(parsed, pool["connect_args"])}
+    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **pool)
+
+
+def _merge_connect_args(url: URL, connect_args: dict[str, Any]) -> dict[str, Any]:
+    """``connect_args`` under the URL's own libpq parameters, which win (connect_args would
+    override them): ``?connect_timeout=20`` is kept. ``options`` add up instead, the URL's
+    first (its ``search_path``, ours the statement timeout)."""
+    merged = {key: value for key, value in connect_args.items() if key not in url.query}
+    given = url.query.get("options")
+    if isinstance(given, str) and "options" in connect_args:
+        merged["options"] = f"{given} {connect_args['options']}"
+    return merged
 
 
 class Database:

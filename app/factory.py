@@ -21,6 +21,7 @@ from app import (
     composition,
     config,
     errors,
+    hosts,
     idempotency,
     loader,
     logs,
@@ -74,7 +75,10 @@ def create_app(
         embedding program); otherwise tracing follows the ``OTEL_*`` variables (app.tracing)
     """
     extras = _Extras(tuple(modules), tuple(authenticators), span_exporter)
-    return _build(overrides, extras, excluded={})
+    app = _build(overrides, extras, excluded={})
+    # Outermost: an exception a middleware (or an error handler) lets out is a problem too.
+    app.wsgi_app = errors.LastResort(app.wsgi_app)  # type: ignore[method-assign]
+    return app
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
     logs.init_app(app)  # first hook: the request id exists before any other hook runs
     traced = _observe(app, database, owners, records, measured, extras.span_exporter)
+    hosts.init_app(app, host_config)  # a refused Host is measured and logged; nothing else runs
     errors.init_app(app)
     database.init_app(app)
     migrations.init_app(app, enabled)
@@ -164,12 +169,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
             *(authenticator for _, authenticator in composition.authenticators(enabled)),
         ],
     )
-    for record in enabled:
-        if record.plugin is not None and record.plugin.setup is not None:
-            families = metrics.PluginFamilies.of(record.name, measured)
-            record.plugin.setup(
-                PluginContext(app=app, events=events, settings=record.settings, metrics=families)
-            )
+    _set_up_plugins(app, enabled, events, measured)
     # After authentication (keys are the caller's) and after every route exists.
     idempotency.init_app(
         app,
@@ -180,6 +180,18 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     )
     app.extensions[PLUGINS] = _with_route_counts(app, records, owners)
     return app
+
+
+def _set_up_plugins(
+    app: Flask, enabled: Sequence[PluginRecord], events: EventBus, measured: metrics.Metrics | None
+) -> None:
+    """Run each enabled plugin's ``setup`` with its context (settings, metrics families)."""
+    for record in enabled:
+        if record.plugin is not None and record.plugin.setup is not None:
+            families = metrics.PluginFamilies.of(record.name, measured)
+            record.plugin.setup(
+                PluginContext(app=app, events=events, settings=record.settings, metrics=families)
+            )
 
 
 def _observe(

@@ -54,6 +54,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     CursorResult,
+    Integer,
     LargeBinary,
     String,
     and_,
@@ -103,7 +104,7 @@ class IdempotencyKey(Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     completed: Mapped[bool]
-    status: Mapped[int | None]
+    status: Mapped[int | None] = mapped_column(Integer)  # an HTTP status
     headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -128,8 +128,14 @@ def logging_config(
 
 
 def configure_logging(level: str) -> None:
-    """Send every log record of this process to stdout as one JSON object per line."""
-    logging.config.dictConfig(logging_config(level))
+    """Send every log record of this process to stdout as one JSON object per line.
+
+    gunicorn's own loggers are left as ``gunicorn.conf.py`` configured them: the app is built
+    after that (``preload_app``), and would otherwise turn ``GUNICORN_ACCESSLOG=1`` off.
+    """
+    config = logging_config(level)
+    config["loggers"] = {}
+    logging.config.dictConfig(config)
 
 
 def _request_id_from_header() -> str:

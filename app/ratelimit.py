@@ -2,24 +2,67 @@
 
 ``memory://`` keeps counters per process, so with N gunicorn workers a client gets up to N
 times the limit; production uses ``redis://`` so every worker on every machine shares them.
+
+When Redis is unreachable (refused, or silent past ``RATELIMIT_STORAGE_CONNECT_TIMEOUT`` /
+``RATELIMIT_STORAGE_TIMEOUT``) the limits fail open to per-process counters in memory rather
+than failing or stalling requests: each process logs a warning, counts it
+(``powerstrip_rate_limit_storage_fallbacks_total``, ``powerstrip_rate_limit_storage_fallback``)
+and goes back to Redis once a ping answers (flask-limiter retries after 1, 2, 4... seconds).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
 from flask import Blueprint, Flask, Response
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
-from limits import parse_many
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import RateLimiter
+from limits.util import WindowStats
+from prometheus_client import Counter, Gauge
 
 from app.config import HostConfig
+from app.metrics import METRICS, Metrics
 from powerstrip.contracts import HealthCheck
 from powerstrip.problems import Problem
+
+log = logging.getLogger(__name__)
+PER_PROCESS_WARNING = (
+    "rate limits count per process (RATELIMIT_STORAGE_URI is memory://): with N gunicorn "
+    "workers a client gets up to N times every limit, login limits included; set "
+    "RATELIMIT_STORAGE_URI to a redis:// URL shared by every worker"
+)
+
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
+_T = TypeVar("_T")
+_Operation = Callable[[RateLimiter, RateLimitItem, str, str], _T]
+
+
+# A strategy's operations on (item, namespace, key), for LimiterRateLimits._run.
+def _hit(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> bool:
+    return strategy.hit(item, namespace, key)
+
+
+def _test(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> bool:
+    return strategy.test(item, namespace, key)
+
+
+def _clear(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> None:
+    strategy.clear(item, namespace, key)
+
+
+def _window(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> WindowStats:
+    return strategy.get_window_stats(item, namespace, key)
+
 
 # flask-limiter writes Retry-After on every response (overwriting one a view set); it writes
 # it under this name instead and _retry_after_only_on_429 turns it into Retry-After on 429s.
@@ -33,12 +76,26 @@ def _retry_after_only_on_429(response: Response) -> Response:
     return response
 
 
+def _redis_timeouts(config: HostConfig) -> dict[str, float]:
+    """Socket timeouts of every Redis client: without them a silent Redis stalls requests."""
+    return {
+        "socket_connect_timeout": config.RATELIMIT_STORAGE_CONNECT_TIMEOUT,
+        "socket_timeout": config.RATELIMIT_STORAGE_TIMEOUT,
+    }
+
+
 def make_limiter(config: HostConfig) -> Limiter:
     """The app's limiter: default limits per client address, counters in memory or Redis."""
+    uses_redis = urlsplit(config.RATELIMIT_STORAGE_URI).scheme in REDIS_SCHEMES
+    if config.is_production and config.RATELIMIT_ENABLED and not uses_redis:
+        log.warning(PER_PROCESS_WARNING)
+    # limits passes these to redis.from_url; flask-limiter's annotation omits floats.
+    options = cast("dict[str, str | int]", _redis_timeouts(config) if uses_redis else {})
     return Limiter(
         get_remote_address,
         default_limits=list(config.RATELIMIT_DEFAULT),
         storage_uri=config.RATELIMIT_STORAGE_URI,
+        storage_options=options,
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: _LIMITER_RETRY_AFTER},
         enabled=config.RATELIMIT_ENABLED,
@@ -49,31 +106,91 @@ def make_limiter(config: HostConfig) -> Limiter:
 
 
 def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> None:
-    """Apply the default limits to every route but the exempt blueprints."""
+    """Apply the default limits to every route but the exempt blueprints.
+
+    Also reports the limiter falling back to memory and back (log, metrics when enabled).
+    """
     app.after_request(_retry_after_only_on_429)  # runs after the limiter's own hook
     limiter.init_app(app)
     for name in exempt_blueprints:
         limiter.exempt(cast(Blueprint, app.blueprints[name]))
+    measured: Metrics | None = app.extensions.get(METRICS)
+    app.after_request(FallbackMonitor(limiter, measured))
+
+
+def counting_in_memory(limiter: Limiter) -> bool:
+    """Whether ``limiter`` counts in its in-memory fallback because its storage failed.
+
+    flask-limiter keeps this in a private flag (4.x; tests/app/test_ratelimit.py pins it).
+    """
+    return bool(getattr(limiter, "_storage_dead", False))
+
+
+class FallbackMonitor:
+    """An after-request hook noticing when the limiter starts and stops counting in memory.
+
+    flask-limiter switches on its own (on a storage error, back after a successful ping); this
+    logs each switch and keeps a counter of fallbacks and a per-process 0/1 gauge.
+    """
+
+    def __init__(self, limiter: Limiter, measured: Metrics | None) -> None:
+        self._limiter = limiter
+        self._lock = threading.Lock()
+        self._in_memory = False
+        self._fallbacks: Counter | None = None
+        self._state: Gauge | None = None
+        if measured is not None:
+            self._fallbacks = Counter(
+                "powerstrip_rate_limit_storage_fallbacks",
+                "Times a process fell back to in-memory rate limits (limit storage unreachable)",
+                registry=measured.registry,
+            )
+            self._state = Gauge(
+                "powerstrip_rate_limit_storage_fallback",
+                "Processes counting rate limits in memory because the limit storage failed",
+                registry=measured.registry,
+                multiprocess_mode="livesum",
+            )
+
+    def __call__(self, response: Response) -> Response:
+        in_memory = counting_in_memory(self._limiter)
+        if in_memory == self._in_memory:  # the common case: no lock
+            return response
+        with self._lock:
+            if in_memory == self._in_memory:
+                return response
+            self._in_memory = in_memory
+        if in_memory:
+            log.warning("rate limit storage unreachable: counting in memory, per process")
+            if self._fallbacks is not None:
+                self._fallbacks.inc()
+        else:
+            log.info("rate limit storage reachable again: counting in it")
+        if self._state is not None:
+            self._state.set(int(in_memory))
+        return response
 
 
 class LimiterRateLimits:
     """The SDK's :class:`~powerstrip.RateLimits` on the app limiter's storage.
 
-    With Redis every worker on every machine shares the counts.
+    With Redis every worker on every machine shares the counts. A Redis error fails open to
+    counting in this process's memory, as the limiter's own fallback does (which this follows
+    once the limiter has noticed).
     """
 
     def __init__(self, limiter: Limiter, namespace: str) -> None:
         self._limiter = limiter
         self._namespace = namespace
+        self._fallback: RateLimiter | None = None
 
     def hit(self, key: str, limit: str, *, detail: str = "Too many attempts.") -> None:
         """Count one attempt for ``key``; a 429 problem (with Retry-After) past ``limit``."""
         if not self._limiter.enabled:
             return
-        strategy = self._limiter.limiter
         for item in parse_many(limit):
-            if not strategy.hit(item, self._namespace, key):
-                reset, _ = strategy.get_window_stats(item, self._namespace, key)
+            if not self._run(_hit, item, key):
+                reset, _ = self._run(_window, item, key)
                 retry_after = max(1, math.ceil(reset - time.time()))
                 raise Problem(429, detail, headers={"Retry-After": str(retry_after)})
 
@@ -81,24 +198,37 @@ class LimiterRateLimits:
         """Whether ``key`` has used up ``limit`` (without counting an attempt)."""
         if not self._limiter.enabled:
             return False
-        strategy = self._limiter.limiter
-        return any(not strategy.test(item, self._namespace, key) for item in parse_many(limit))
+        return any(not self._run(_test, item, key) for item in parse_many(limit))
 
     def clear(self, key: str, limit: str) -> None:
         """Forget ``key``'s attempts against ``limit`` (after a success)."""
         if not self._limiter.enabled:
             return
         for item in parse_many(limit):
-            self._limiter.limiter.clear(item, self._namespace, key)
+            self._run(_clear, item, key)
+
+    def _run(self, operation: _Operation[_T], item: RateLimitItem, key: str) -> _T:
+        """``operation`` on the limiter's strategy; on memory's if its storage fails."""
+        strategy = self._limiter.limiter  # its in-memory fallback once the limiter noticed
+        try:
+            return operation(strategy, item, self._namespace, key)
+        except (redis.RedisError, OSError) as exc:
+            log.warning(
+                "rate limit storage unreachable: counting in memory",
+                extra={"error": type(exc).__name__},
+            )
+            if self._fallback is None:
+                self._fallback = type(strategy)(MemoryStorage())
+            return operation(self._fallback, item, self._namespace, key)
 
 
 def health_checks(config: HostConfig) -> list[HealthCheck]:
     """A readiness check of the Redis holding the counters, when Redis holds them."""
     uri = config.RATELIMIT_STORAGE_URI
-    if urlsplit(uri).scheme not in {"redis", "rediss"}:
+    if urlsplit(uri).scheme not in REDIS_SCHEMES:
         return []
-    # Creating the client does no I/O; each probe pings with a bounded timeout.
-    client = redis.Redis.from_url(uri, socket_connect_timeout=2, socket_timeout=2)
+    # Creating the client does no I/O; each probe pings with the limiter's bounded timeouts.
+    client = redis.Redis.from_url(uri, **_redis_timeouts(config))
 
     def ping() -> None:
         client.ping()

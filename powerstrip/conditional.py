@@ -8,12 +8,14 @@ that version. ``@conditional`` on a view that returns such a row then:
 - answers a GET or HEAD whose ``If-None-Match`` names the current tag 304, with no body
   (weak comparison, ``*`` matches);
 - requires ``If-Match`` on PUT, PATCH and DELETE: without it, a 428 problem before the view
-  runs; with it, the view receives a :class:`Precondition` (a parameter annotated so) and
-  hands it to the service, which calls :meth:`Precondition.check` on the row it loaded
-  before changing it: a 412 problem unless a tag matches (strong comparison; ``*`` matches
-  any current row). A commit by someone else between that check and the write still
-  answers 412: the versioned UPDATE matches no row, and the host turns SQLAlchemy's
-  ``StaleDataError`` into the same 412 problem.
+  runs; one that is not ``*`` or a list of entity tags (:data:`IF_MATCH_PATTERN`, RFC 9110's
+  grammar, which the document states) is a 400 problem, never a guess; with it, the view
+  receives a :class:`Precondition` (a parameter annotated so) and hands it to the service,
+  which calls :meth:`Precondition.check` on the row it loaded before changing it: a 412
+  problem unless a tag matches (strong comparison; ``*`` matches any current row). A commit
+  by someone else between that check and the write still answers 412: the versioned UPDATE
+  matches no row, and the host turns SQLAlchemy's ``StaleDataError`` into the same 412
+  problem.
 
 The service sees a domain-level guard, never a header (the tasks plugin's ``patch_task``)::
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +57,12 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 STALE = "The resource changed since you read it: read it again and retry with its ETag."
 MISSING = "Send If-Match with the ETag you last read (or * to accept any version)."
+MALFORMED = 'If-Match must be * or a list of entity tags ("..." or W/"...").'
+# RFC 9110 section 13.1.1: "*" or 1#entity-tag, entity-tag = [W/] DQUOTE *etagc DQUOTE.
+_ETAGC = "[\\x21\\x23-\\x7e\\x80-\\xff]"
+_ENTITY_TAG = f'(W/)?"{_ETAGC}*"'
+IF_MATCH_PATTERN = f"^(\\*|{_ENTITY_TAG}([ \\t]*,[ \\t]*{_ENTITY_TAG})*)$"
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
 CACHE_CONTROL = "private, no-cache"  # a browser may keep it, and must revalidate (If-None-Match)
 
 
@@ -120,8 +129,11 @@ def conditional(view: F) -> F:
             if expected is not None:
                 kwargs[expected] = Precondition.any()
             return _tagged(view(*args, **kwargs))
-        if not request.if_match:
+        raw = request.headers.get("If-Match", "")
+        if not raw:
             raise Problem(428, MISSING)
+        if not _IF_MATCH.fullmatch(raw):
+            raise Problem(400, MALFORMED)
         if expected is None:
             raise RuntimeError(f"{name} is @conditional but takes no Precondition parameter")
         precondition = Precondition(request.if_match, request.if_none_match)

@@ -1,4 +1,19 @@
-"""A loopback TCP proxy a test can cut and restore, to take a real server "down" and back."""
+"""A loopback TCP proxy a test can cut, black-hole and restore, to fail a real server and heal it.
+
+Three states:
+
+- forwarding (:meth:`restore`, and on ``with``): bytes flow both ways;
+- cut (:meth:`cut`): every connection closed, new ones refused: a server that stopped;
+- black-holed (:meth:`blackhole`): new connections are accepted and established ones stay open,
+  but not a byte moves either way, and nothing is closed: a server that hangs, or a network
+  that drops packets. :meth:`restore` lets the established connections flow again and closes
+  those accepted meanwhile (they never reached the server).
+
+On loopback the proxy's kernel still acknowledges what the client sends, so only the client's
+own timeouts (socket timeouts, libpq ``connect_timeout``) notice a black hole; TCP keepalives
+and ``tcp_user_timeout`` do not. :meth:`cut` followed by :meth:`blackhole` stands for a host
+gone from the network once those have closed the established connections.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +25,16 @@ from types import TracebackType
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``target``; :meth:`cut` drops every connection and
-    refuses new ones, :meth:`restore` accepts again on the same port."""
+    """Forwards 127.0.0.1:<port> to ``target``."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
+        self._forwarding = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: set[socket.socket] = set()
+        self._held: set[socket.socket] = set()  # accepted while black-holed, never forwarded
         self._lock = threading.Lock()
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -26,17 +42,15 @@ class TcpProxy:
         probe.close()
 
     def restore(self) -> None:
-        """Listen (again) on the proxy's port."""
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        listener.settimeout(0.2)
-        self._listener = listener
-        self._stop.clear()
-        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        """Forward again: listen on the proxy's port if cut, let stalled connections flow."""
+        self._close(self._held)
+        self._forwarding.set()
+        self._listen()
+
+    def blackhole(self) -> None:
+        """Accept connections but move no byte on any, and close none."""
+        self._forwarding.clear()
+        self._listen()
 
     def cut(self) -> None:
         """Stop listening and sever every open connection, like a server going down."""
@@ -47,12 +61,30 @@ class TcpProxy:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._close(self._sockets)
+        self._close(self._held)
+
+    def _listen(self) -> None:
+        if self._listener is not None:
+            return
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._stop.clear()
+        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _close(self, sockets: set[socket.socket]) -> None:
         with self._lock:
-            for sock in self._sockets:
+            for sock in sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
-            self._sockets.clear()
+            sockets.clear()
 
     def _accept(self, listener: socket.socket) -> None:
         while not self._stop.is_set():
@@ -62,6 +94,10 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if not self._forwarding.is_set():
+                with self._lock:
+                    self._held.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -79,6 +115,8 @@ class TcpProxy:
         selector.register(upstream, selectors.EVENT_READ, client)
         try:
             while not self._stop.is_set():
+                if not self._forwarding.wait(0.2):
+                    continue  # black-holed: read nothing, send nothing, close nothing
                 for key, _ in selector.select(timeout=0.2):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:

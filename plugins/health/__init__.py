@@ -1,8 +1,12 @@
-"""Liveness and readiness probes: ``/api/v1/health/live`` and ``/api/v1/health/ready``."""
+"""Liveness and readiness probes: ``/api/v1/health/live`` and ``/api/v1/health/ready``.
+
+Settings: ``[health]`` / ``POWERSTRIP_HEALTH__<KEY>`` (plugins/health/settings.py).
+"""
 
 from __future__ import annotations
 
 from plugins.health.module import HealthModule
+from plugins.health.settings import HealthSettingsSchema
 from plugins.health.views import blueprint
 from powerstrip import Plugin
 
@@ -12,5 +16,6 @@ plugin = Plugin(
     description="Liveness and readiness probes for load balancers and orchestrators.",
     blueprints=[blueprint],
     modules=[HealthModule],
+    settings=HealthSettingsSchema,
     rate_limit_exempt=True,
 )

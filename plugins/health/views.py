@@ -20,14 +20,14 @@ def live() -> dict[str, str]:
 
 
 @blueprint.route("/ready")
-@blueprint.response(200, ReadySchema)
-@blueprint.alt_response(503, schema=ReadySchema, description="A plugin or dependency is down")
+@blueprint.response(
+    200, ReadySchema, description="Ready, or degraded: serving without an optional dependency"
+)
+@blueprint.alt_response(
+    503, schema=ReadySchema, description="Unavailable: a plugin or a required dependency is down"
+)
 def ready(service: HealthService) -> tuple[dict[str, Any], int]:
-    """Every plugin loaded and every dependency answers."""
+    """Every plugin loaded and every dependency answers, within the checks' timeout."""
     readiness = service.readiness()
-    body = {
-        "status": "ready" if readiness.ready else "degraded",
-        "plugins": readiness.plugins,
-        "checks": readiness.checks,
-    }
-    return body, 200 if readiness.ready else 503
+    body = {"status": readiness.status, "plugins": readiness.plugins, "checks": readiness.checks}
+    return body, 200 if readiness.serving else 503

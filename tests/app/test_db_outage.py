@@ -1,9 +1,17 @@
-"""PostgreSQL going away and coming back, and concurrent writers, on a real server."""
+"""PostgreSQL going away and coming back, and concurrent writers, on a real server.
+
+Every wait on PostgreSQL is bounded: ``DATABASE_CONNECT_TIMEOUT`` for a connection (a server
+that accepts and never answers included), ``DATABASE_POOL_TIMEOUT`` for a free one, the
+statement timeout for a query; a dead peer under an open connection is dropped by TCP
+keepalives and ``tcp_user_timeout`` (which a loopback proxy cannot show: its kernel answers).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Integer, select
@@ -11,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.db import Database, make_engine
+from app.db import DATABASE, Database, make_engine
 from powerstrip import Model
 from tests.conftest import AppFactory, upgrade
 from tests.services import temporary_postgres_database
@@ -47,6 +55,78 @@ def test_api_and_readiness_recover_when_postgres_comes_back(
         assert listed.status_code == 200
         assert [row["name"] for row in listed.get_json()] == ["before"]
         assert client.get("/api/v1/health/ready").status_code == 200
+
+
+CONNECT_TIMEOUT = 2  # seconds: libpq's least
+# A request while PostgreSQL is black-holed: one connect timeout, then its 503; the margin is
+# for a loaded machine.
+BOUND_SECONDS = CONNECT_TIMEOUT + 2.0
+CLIENTS, ROUNDS = 8, 3
+
+
+def test_connections_carry_timeouts_and_keepalives_under_the_urls_own(
+    make_app: AppFactory, postgres_url: str
+) -> None:
+    app = make_app(DATABASE_URL=f"{postgres_url}?connect_timeout=7&application_name=outage")
+    database: Database = app.extensions[DATABASE]
+    with database.engine.connect() as connection:
+        parameters = connection.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    assert parameters["connect_timeout"] == "7"  # the URL's own wins
+    assert parameters["application_name"] == "outage"
+    assert parameters["keepalives"] == "1"
+    assert parameters["keepalives_idle"] == "30"
+    assert parameters["keepalives_interval"] == "10"
+    assert parameters["keepalives_count"] == "3"
+    assert parameters["tcp_user_timeout"] == "60000"  # 30 + 10 x 3 seconds
+    assert "statement_timeout=15000" in parameters["options"]
+
+
+def test_black_holed_postgres_answers_503_in_bounded_time_under_load(
+    make_app: AppFactory, postgres_url: str, record_property: Callable[[str, object], None]
+) -> None:
+    real = make_url(postgres_url)
+    with TcpProxy((real.host or "127.0.0.1", real.port or 5432)) as proxy:
+        app = make_app(
+            DATABASE_URL=real.set(port=proxy.port).render_as_string(False),
+            DATABASE_CONNECT_TIMEOUT=CONNECT_TIMEOUT,
+        )
+        upgrade(app)
+
+        def get(_: int) -> tuple[int, float, str | None, str | None]:
+            started = time.perf_counter()
+            response = app.test_client().get("/api/v1/hello/greetings")
+            elapsed = time.perf_counter() - started
+            return (
+                response.status_code,
+                elapsed,
+                response.mimetype,
+                response.headers.get("Retry-After"),
+            )
+
+        with ThreadPoolExecutor(CLIENTS) as clients:
+            assert {answer[0] for answer in clients.map(get, range(CLIENTS))} == {200}
+            # The host is gone from the network: its open connections were dropped (keepalives,
+            # tcp_user_timeout) and new ones are accepted by nobody who answers.
+            proxy.cut()
+            proxy.blackhole()
+            started = time.perf_counter()
+            down = list(clients.map(get, range(CLIENTS * ROUNDS)))
+            outage_seconds = time.perf_counter() - started
+            ready = app.test_client().get("/api/v1/health/ready")
+
+            proxy.restore()  # and back: no restart
+            up = list(clients.map(get, range(CLIENTS)))
+        slowest = max(elapsed for _, elapsed, _, _ in down)
+        record_property("slowest_503_with_postgres_black_holed_seconds", round(slowest, 3))
+        record_property("outage_of_24_requests_8_threads_seconds", round(outage_seconds, 3))
+        assert {(status, mimetype) for status, _, mimetype, _ in down} == {
+            (503, "application/problem+json")
+        }
+        assert all(retry_after is not None and int(retry_after) > 0 for *_, retry_after in down)
+        assert slowest < BOUND_SECONDS
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["database"]["status"] == "down"
+        assert {status for status, *_ in up} == {200}
 
 
 class Counter(Model):

@@ -186,7 +186,10 @@ def test_config_redacts_secrets(
         "API_TOKEN": "**redacted**",
     }
     assert "s3cret-token" not in result.output
-    assert json.loads(invoke("config", "health").output) == {}
+    assert json.loads(invoke("config", "health").output) == {
+        "CHECK_TIMEOUT": 2.0,
+        "OPTIONAL_CHECKS": ["redis"],
+    }
 
 
 def test_config_of_unknown_or_failed_plugin(installer: Installer, env: dict[str, str]) -> None:

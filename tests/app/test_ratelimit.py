@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
+from app import create_app
+from app.ratelimit import PER_PROCESS_WARNING, counting_in_memory, redis_client
 from tests.conftest import AppFactory
 
 REDIS_URL = os.environ.get("POWERSTRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -84,3 +88,46 @@ def test_redis_storage_is_shared_between_apps(make_app: AppFactory) -> None:
         for i in range(amount + 2)
     ]
     assert statuses == [200] * amount + [429, 429]
+
+
+def test_redis_clients_have_socket_timeouts(make_app: AppFactory) -> None:
+    app = make_app(
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0",  # never connected to here
+        RATELIMIT_STORAGE_CONNECT_TIMEOUT=0.3,
+        RATELIMIT_STORAGE_TIMEOUT=0.2,
+    )
+    [limiter] = app.extensions["limiter"]
+    client = redis_client(limiter)
+    assert client is not None
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (0.3, 0.2)
+
+
+def test_refused_redis_falls_back_to_memory(make_app: AppFactory) -> None:
+    """Pins flask-limiter's private fallback flag, which app.ratelimit reads."""
+    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_DEFAULT=["1/minute"])
+    [limiter] = app.extensions["limiter"]
+    assert not counting_in_memory(limiter)
+    client = app.test_client()
+    assert client.get("/api/probe/items").status_code == 200
+    assert counting_in_memory(limiter)
+    assert client.get("/api/probe/items").status_code == 429  # still limited, in memory
+
+
+def test_production_warns_at_startup_when_limits_count_per_process(
+    instance_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    production = {
+        "INSTANCE_PATH": str(instance_path),
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+        "TRUSTED_HOSTS": ["api.example.test"],
+        "accounts": {"SIGNING_KEYS": {"k1": "s1gning-" + "abcdefghijklmnopqrstuvwxyz0123456789"}},
+    }
+    create_app(production)  # memory://: warned
+    create_app({**production, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15"})
+    create_app({**production, "RATELIMIT_ENABLED": False})
+    create_app({**production, "ENVIRONMENT": "development"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warned = [line["message"] for line in lines if line["logger"] == "app.ratelimit"]
+    assert warned == [PER_PROCESS_WARNING]

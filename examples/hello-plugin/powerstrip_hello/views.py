@@ -8,13 +8,19 @@ from flask_smorest import Blueprint
 from powerstrip import Page, PageRequest, paginated
 
 from powerstrip_hello.models import GreetingRecord
-from powerstrip_hello.schemas import GreetingRequestSchema, GreetingSchema, StoredGreetingSchema
+from powerstrip_hello.schemas import (
+    LONGEST_NAME,
+    GreetingRequestSchema,
+    GreetingSchema,
+    StoredGreetingSchema,
+)
 from powerstrip_hello.service import Greeting, GreetingLog, GreetingService
 
 blueprint = Blueprint("hello", __name__, description="Greetings")
 
 
-@blueprint.route("/greetings/<string:name>")
+# A name longer than any setting allows names no greeting: the route does not match (404).
+@blueprint.route(f"/greetings/<string(maxlength={LONGEST_NAME}):name>")
 @blueprint.response(200, GreetingSchema)
 def greeting(name: str, service: GreetingService) -> Greeting:
     """Greet someone by name."""

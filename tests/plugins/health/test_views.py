@@ -83,3 +83,30 @@ def test_probes_document_no_429(client: FlaskClient) -> None:
     for path in ("/api/v1/health/live", "/api/v1/health/ready"):
         assert "429" not in spec["paths"][path]["get"]["responses"]
     assert "503" in spec["paths"]["/api/v1/health/ready"]["get"]["responses"]
+
+
+def test_an_optional_check_down_answers_degraded_with_200(
+    installer: Installer, instance_path: Path
+) -> None:
+    package = installer.install("checks", plugin_source("checks", CHECKS, modules="[ChecksModule]"))
+    app = create_app(
+        {
+            "ENVIRONMENT": "testing",
+            "INSTANCE_PATH": str(instance_path),
+            "health": {"OPTIONAL_CHECKS": ["cache"], "CHECK_TIMEOUT": 1.5},
+        }
+    )
+    module = __import__(package)
+    module.STATE["cache"] = False
+    response = app.test_client().get("/api/v1/health/ready")
+    assert response.status_code == 200  # the instance serves without it: keep it in rotation
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["cache"]["status"] == "degraded"
+    assert body["checks"]["database"]["status"] == "up"
+
+
+def test_ready_documents_its_statuses(client: FlaskClient) -> None:
+    spec = client.get("/api/openapi.json").get_json()
+    ready = spec["components"]["schemas"]["Ready"]["properties"]["status"]
+    assert ready["enum"] == ["ready", "degraded", "unavailable"]
