@@ -69,6 +69,8 @@ class Metrics:
     latency: Histogram
     in_flight: Gauge
     rejections: Counter
+    limit_fallbacks: Counter
+    limit_fallback: Gauge
     subscriber_failures: Counter
     pool_checked_out: Gauge
     pool_overflow: Gauge
@@ -106,6 +108,17 @@ class Metrics:
                 "Requests refused with 429 by a rate limit, by plugin",
                 ["plugin"],
                 registry=registry,
+            ),
+            limit_fallbacks=Counter(
+                "powerstrip_rate_limit_storage_fallbacks",
+                "Times a process fell back to in-memory rate limits (limit storage unreachable)",
+                registry=registry,
+            ),
+            limit_fallback=Gauge(
+                "powerstrip_rate_limit_storage_fallback",
+                "Processes counting rate limits in memory because the limit storage failed",
+                registry=registry,
+                multiprocess_mode="livesum",
             ),
             subscriber_failures=Counter(
                 "powerstrip_event_subscriber_failures",

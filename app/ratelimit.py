@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from operator import methodcaller
 from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -24,11 +25,9 @@ import redis
 from flask import Blueprint, Flask, Response
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import RateLimiter
-from limits.util import WindowStats
-from prometheus_client import Counter, Gauge
 
 from app.config import HostConfig
 from app.metrics import METRICS, Metrics
@@ -44,24 +43,6 @@ PER_PROCESS_WARNING = (
 
 REDIS_SCHEMES = frozenset({"redis", "rediss"})
 _T = TypeVar("_T")
-_Operation = Callable[[RateLimiter, RateLimitItem, str, str], _T]
-
-
-# A strategy's operations on (item, namespace, key), for LimiterRateLimits._run.
-def _hit(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> bool:
-    return strategy.hit(item, namespace, key)
-
-
-def _test(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> bool:
-    return strategy.test(item, namespace, key)
-
-
-def _clear(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> None:
-    strategy.clear(item, namespace, key)
-
-
-def _window(strategy: RateLimiter, item: RateLimitItem, namespace: str, key: str) -> WindowStats:
-    return strategy.get_window_stats(item, namespace, key)
 
 
 # flask-limiter writes Retry-After on every response (overwriting one a view set); it writes
@@ -135,22 +116,9 @@ class FallbackMonitor:
 
     def __init__(self, limiter: Limiter, measured: Metrics | None) -> None:
         self._limiter = limiter
+        self._measured = measured
         self._lock = threading.Lock()
         self._in_memory = False
-        self._fallbacks: Counter | None = None
-        self._state: Gauge | None = None
-        if measured is not None:
-            self._fallbacks = Counter(
-                "powerstrip_rate_limit_storage_fallbacks",
-                "Times a process fell back to in-memory rate limits (limit storage unreachable)",
-                registry=measured.registry,
-            )
-            self._state = Gauge(
-                "powerstrip_rate_limit_storage_fallback",
-                "Processes counting rate limits in memory because the limit storage failed",
-                registry=measured.registry,
-                multiprocess_mode="livesum",
-            )
 
     def __call__(self, response: Response) -> Response:
         in_memory = counting_in_memory(self._limiter)
@@ -162,12 +130,12 @@ class FallbackMonitor:
             self._in_memory = in_memory
         if in_memory:
             log.warning("rate limit storage unreachable: counting in memory, per process")
-            if self._fallbacks is not None:
-                self._fallbacks.inc()
         else:
             log.info("rate limit storage reachable again: counting in it")
-        if self._state is not None:
-            self._state.set(int(in_memory))
+        if self._measured is not None:
+            if in_memory:
+                self._measured.limit_fallbacks.inc()
+            self._measured.limit_fallback.set(int(in_memory))
         return response
 
 
@@ -189,8 +157,8 @@ class LimiterRateLimits:
         if not self._limiter.enabled:
             return
         for item in parse_many(limit):
-            if not self._run(_hit, item, key):
-                reset, _ = self._run(_window, item, key)
+            if not self._run(methodcaller("hit", item, self._namespace, key)):
+                reset, _ = self._run(methodcaller("get_window_stats", item, self._namespace, key))
                 retry_after = max(1, math.ceil(reset - time.time()))
                 raise Problem(429, detail, headers={"Retry-After": str(retry_after)})
 
@@ -198,20 +166,23 @@ class LimiterRateLimits:
         """Whether ``key`` has used up ``limit`` (without counting an attempt)."""
         if not self._limiter.enabled:
             return False
-        return any(not self._run(_test, item, key) for item in parse_many(limit))
+        return any(
+            not self._run(methodcaller("test", item, self._namespace, key))
+            for item in parse_many(limit)
+        )
 
     def clear(self, key: str, limit: str) -> None:
         """Forget ``key``'s attempts against ``limit`` (after a success)."""
         if not self._limiter.enabled:
             return
         for item in parse_many(limit):
-            self._run(_clear, item, key)
+            self._run(methodcaller("clear", item, self._namespace, key))
 
-    def _run(self, operation: _Operation[_T], item: RateLimitItem, key: str) -> _T:
+    def _run(self, operation: Callable[[RateLimiter], _T]) -> _T:
         """``operation`` on the limiter's strategy; on memory's if its storage fails."""
         strategy = self._limiter.limiter  # its in-memory fallback once the limiter noticed
         try:
-            return operation(strategy, item, self._namespace, key)
+            return operation(strategy)
         except (redis.RedisError, OSError) as exc:
             log.warning(
                 "rate limit storage unreachable: counting in memory",
@@ -219,7 +190,7 @@ class LimiterRateLimits:
             )
             if self._fallback is None:
                 self._fallback = type(strategy)(MemoryStorage())
-            return operation(self._fallback, item, self._namespace, key)
+            return operation(self._fallback)
 
 
 def health_checks(config: HostConfig) -> list[HealthCheck]:
