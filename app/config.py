@@ -191,6 +191,16 @@ class HostConfigSchema(ma.Schema):
             "(libpq connect_timeout; at least 2)"
         },
     )
+    DATABASE_READ_TIMEOUT = ma.fields.Integer(
+        load_default=20,
+        strict=True,
+        validate=ma.validate.Range(min=0, max=86400),
+        metadata={
+            "description": "Seconds the app waits for any answer of PostgreSQL on an open "
+            "connection (a server or proxy that stopped answering) before it closes the "
+            "connection and answers a 503 problem; longer than the statement timeout; 0: no limit"
+        },
+    )
     DATABASE_KEEPALIVES_IDLE = ma.fields.Integer(
         load_default=30,
         strict=True,
@@ -302,6 +312,18 @@ class HostConfigSchema(ma.Schema):
             )
 
     @ma.validates_schema
+    def _check_database_timeouts(self, data: dict[str, Any], **_: Any) -> None:
+        # A slow statement must be cancelled by the server (a 503 that keeps the connection)
+        # before the client gives up on the server and drops the connection. (With no
+        # statement timeout here, one set on the role must be shorter: not ours to see.)
+        read, statement = data.get("DATABASE_READ_TIMEOUT"), data.get("DATABASE_STATEMENT_TIMEOUT")
+        if read and statement and read * 1000 <= statement:
+            raise ma.ValidationError(
+                f"must be longer than DATABASE_STATEMENT_TIMEOUT ({statement} ms).",
+                "DATABASE_READ_TIMEOUT",
+            )
+
+    @ma.validates_schema
     def _check_secret_key(self, data: dict[str, Any], **_: Any) -> None:
         if data["ENVIRONMENT"] in ("development", "testing"):
             return
@@ -339,6 +361,7 @@ class HostConfig:
     DATABASE_POOL_TIMEOUT: float
     DATABASE_POOL_RECYCLE: int
     DATABASE_STATEMENT_TIMEOUT: int
+    DATABASE_READ_TIMEOUT: int
     DATABASE_CONNECT_TIMEOUT: int
     DATABASE_KEEPALIVES_IDLE: int
     DATABASE_KEEPALIVES_INTERVAL: int

@@ -55,11 +55,17 @@ def _timed(pool_class: type[Pool], on_wait: Callable[[float], None]) -> type[Poo
 
 
 def make_engine(
-    url: str | URL, *, pool: dict[str, Any], on_wait: Callable[[float], None] | None = None
+    url: str | URL,
+    *,
+    pool: dict[str, Any],
+    on_wait: Callable[[float], None] | None = None,
+    read_timeout: float | None = None,
 ) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
     :param on_wait: told the seconds each connection checkout waited (metrics)
+    :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
+        connection is closed and the operation fails (:mod:`app.pg`); None: unbounded
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -76,7 +82,12 @@ def make_engine(
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
     if "connect_args" in pool:
         pool = {**pool, "connect_args": _merge_connect_args(parsed, pool["connect_args"])}
-    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **pool)
+    engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **pool)
+    if read_timeout is not None and parsed.get_driver_name() == "psycopg":
+        from app import pg  # noqa: PLC0415 - psycopg only for PostgreSQL engines
+
+        event.listen(engine, "do_connect", pg.connector(read_timeout))
+    return engine
 
 
 def _merge_connect_args(url: URL, connect_args: dict[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
         host_config.database_url,
         pool=host_config.database_pool,
         on_wait=measured.pool_wait.observe if measured is not None else None,
+        read_timeout=host_config.DATABASE_READ_TIMEOUT or None,
     )
     database = Database(engine)
     app.extensions[DATABASE] = database

@@ -10,9 +10,10 @@ Three states:
   those accepted meanwhile (they never reached the server).
 
 On loopback the proxy's kernel still acknowledges what the client sends, so only the client's
-own timeouts (socket timeouts, libpq ``connect_timeout``) notice a black hole; TCP keepalives
-and ``tcp_user_timeout`` do not. :meth:`cut` followed by :meth:`blackhole` stands for a host
-gone from the network once those have closed the established connections.
+own timeouts (socket timeouts, libpq ``connect_timeout``, ``DATABASE_READ_TIMEOUT``) notice a
+black hole; TCP keepalives and ``tcp_user_timeout`` do not. :meth:`cut` followed by
+:meth:`blackhole` stands for a host gone from the network once those have closed the
+established connections.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""A gunicorn worker SIGKILLed under a write load: no acknowledged write is lost, and the
-master replaces the worker.
+"""Faults under a write load through real gunicorn: a SIGKILLed worker (no acknowledged write
+is lost, the master replaces it), PostgreSQL cut and PostgreSQL black-holed behind a proxy (503
+problems in bounded time, recovery without a restart).
 
 Real gunicorn (two workers), real PostgreSQL, real HTTP; threads post creates meanwhile. A
 create answered 201 was committed before its answer, so it must exist afterwards; requests the
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -146,14 +148,28 @@ def test_sigkilled_worker_loses_no_acknowledged_write(  # noqa: PLR0915 - one sc
 
 CUT_SECONDS = 3.0
 RECOVERY_SECONDS = 2.0
+PHASES = ("before", "fault", "restored", "recovered")
 
 
-def test_postgres_cut_under_load_answers_503_and_recovers_without_a_restart(  # noqa: PLR0915
-    tmp_path: Path, record_property: Callable[[str, object], None]
-) -> None:
-    """Real gunicorn, its database behind a proxy that is cut (connections severed, new ones
-    refused) under a write load, then restored: 503 problems with Retry-After meanwhile, no
-    other error, every acknowledged write stored, 201s again without a restart."""
+@dataclass(frozen=True)
+class Answer:
+    """One create of a load through a proxy that fails: when it started, and how it ended."""
+
+    phase: str
+    name: str
+    status: int | str
+    kind: str
+    retry_after: str | None
+    seconds: float
+
+
+def write_load_through_failing_proxy(
+    tmp_path: Path, fault: Callable[[TcpProxy], None], env: dict[str, str]
+) -> tuple[list[Answer], set[str]]:
+    """Real gunicorn, its PostgreSQL behind a proxy, :data:`WRITERS` threads creating: 1 s of
+    load, ``fault`` for :data:`CUT_SECONDS`, the proxy restored, :data:`RECOVERY_SECONDS`,
+    then 1 s more (phase ``recovered``: the database was back when they started). Returns
+    every answer and the names stored at the end."""
     with temporary_postgres_database() as url:
         migrating = create_app(
             {"ENVIRONMENT": "testing", "INSTANCE_PATH": str(tmp_path), "DATABASE_URL": url}
@@ -161,37 +177,42 @@ def test_postgres_cut_under_load_answers_503_and_recovers_without_a_restart(  # 
         upgrade(migrating)
         migrating.extensions["powerstrip.database"].engine.dispose()
         real = make_url(url)
+        answers: list[Answer] = []
         with TcpProxy((real.host or "127.0.0.1", real.port or 5432)) as proxy:
             env = {
                 "POWERSTRIP_DATABASE_URL": real.set(port=proxy.port).render_as_string(False),
                 "POWERSTRIP_RATELIMIT_ENABLED": "false",
                 "POWERSTRIP_DATABASE_CONNECT_TIMEOUT": "2",
+                **env,
             }
             with running(tmp_path, env) as server:
-                answers: list[tuple[str, str, int | str, str, str | None]] = []
                 lock = threading.Lock()
                 stop = threading.Event()
-                phase = ["before"]
+                phase = [PHASES[0]]
 
                 def writer(number: int) -> None:
                     while not stop.is_set():
                         name = f"w{number}-{uuid.uuid4().hex[:8]}"
                         current = phase[0]
+                        started = time.perf_counter()
                         status, kind, retry_after = post_answer(server, name)
+                        seconds = time.perf_counter() - started
                         with lock:
-                            answers.append((current, name, status, kind, retry_after))
+                            answers.append(
+                                Answer(current, name, status, kind, retry_after, seconds)
+                            )
 
                 threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
                 for thread in threads:
                     thread.start()
                 time.sleep(1.0)
-                phase[0] = "cut"
-                proxy.cut()
+                phase[0] = "fault"
+                fault(proxy)
                 time.sleep(CUT_SECONDS)
                 phase[0] = "restored"
                 proxy.restore()
                 time.sleep(RECOVERY_SECONDS)
-                phase[0] = "recovered"  # a request started now finds the database back
+                phase[0] = "recovered"
                 time.sleep(1.0)
                 stop.set()
                 for thread in threads:
@@ -202,24 +223,85 @@ def test_postgres_cut_under_load_answers_503_and_recovers_without_a_restart(  # 
                 stored = set(connection.scalars(text("SELECT name FROM hello_greetings")))
         finally:
             engine.dispose()
+    return answers, stored
 
-    by_phase = {
-        name: dict(Counter(str(status) for phase_, _, status, _, _ in answers if phase_ == name))
-        for name in ("before", "cut", "restored", "recovered")
+
+def by_phase(answers: list[Answer]) -> dict[str, dict[str, int]]:
+    return {
+        name: dict(Counter(str(a.status) for a in answers if a.phase == name)) for name in PHASES
     }
-    acknowledged = {name for _, name, status, _, _ in answers if status == 201}
-    lost = acknowledged - stored
-    record_property("answers_by_phase", by_phase)
+
+
+def assert_503_problems_then_recovery(answers: list[Answer], stored: set[str]) -> None:
+    """Nothing acknowledged lost; only 201s and 503 problems with Retry-After; 201s only once
+    the database is back."""
+    phases = by_phase(answers)
+    assert not {a.name for a in answers if a.status == 201} - stored
+    unavailable = [a for a in answers if a.status == 503]
+    assert unavailable, phases  # the fault was seen
+    for answer in unavailable:
+        assert answer.kind == "application/problem+json"
+        assert answer.retry_after is not None
+        assert int(answer.retry_after) > 0
+    assert {a.status for a in answers} <= {201, 503}, phases
+    assert set(phases["recovered"]) == {"201"}, phases  # also: some were answered
+
+
+def report(
+    what: str,
+    answers: list[Answer],
+    stored: set[str],
+    record_property: Callable[[str, object], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lost = {a.name for a in answers if a.status == 201} - stored
+    slowest = round(max(a.seconds for a in answers), 3)
+    record_property("answers_by_phase", by_phase(answers))
     record_property("acknowledged_writes_lost", len(lost))
-    print(
-        f"\nPostgreSQL cut for {CUT_SECONDS}s under {WRITERS} writers: {by_phase}, lost {len(lost)}"
-    )
-    assert not lost
-    unavailable = [a for a in answers if a[2] == 503]
-    assert unavailable, by_phase  # the cut was seen
-    for _, _, _, kind, retry_after in unavailable:
-        assert kind == "application/problem+json"
-        assert retry_after is not None
-        assert int(retry_after) > 0
-    assert {status for _, _, status, _, _ in answers} <= {201, 503}, by_phase
-    assert set(by_phase["recovered"]) == {"201"}, by_phase  # also: some were answered
+    record_property("slowest_answer_seconds", slowest)  # terminal summary
+    with capsys.disabled():
+        print(
+            f"\nPostgreSQL {what} for {CUT_SECONDS}s under {WRITERS} writers: "
+            f"{len(answers)} creates, by phase {by_phase(answers)}, "
+            f"acknowledged writes lost {len(lost)}, slowest answer {slowest}s"
+        )
+
+
+def test_postgres_cut_under_load_answers_503_and_recovers_without_a_restart(
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The proxy cut (connections severed, new ones refused) under a write load, then
+    restored: 503 problems with Retry-After meanwhile, no other error, every acknowledged write
+    stored, 201s again without a restart."""
+    answers, stored = write_load_through_failing_proxy(tmp_path, TcpProxy.cut, {})
+    report("cut", answers, stored, record_property, capsys)
+    assert_503_problems_then_recovery(answers, stored)
+
+
+BLACKHOLE_READ_TIMEOUT = 2  # seconds (DATABASE_READ_TIMEOUT; the statement timeout below it)
+# The longest a request may take while PostgreSQL is silent: its pool ping given up after the
+# read timeout, one new connection given up after the connect timeout (2 s); the margin is for
+# a loaded machine.
+BLACKHOLE_BOUND_SECONDS = BLACKHOLE_READ_TIMEOUT + 2 + 2.0
+
+
+def test_postgres_black_holed_under_load_answers_503_in_bounded_time_and_recovers(
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The proxy stops forwarding without closing anything (open connections stay open, new
+    ones are accepted, not a byte comes back: a hung server, packets dropped), under a write
+    load, then restored: every request answers within a bound (a 503 problem, or a 201 for a
+    write that had its answer) instead of waiting for the outage to end; nothing acknowledged
+    is lost; 201s again without a restart."""
+    env = {
+        "POWERSTRIP_DATABASE_READ_TIMEOUT": str(BLACKHOLE_READ_TIMEOUT),
+        "POWERSTRIP_DATABASE_STATEMENT_TIMEOUT": "1000",
+    }
+    answers, stored = write_load_through_failing_proxy(tmp_path, TcpProxy.blackhole, env)
+    report("black-holed", answers, stored, record_property, capsys)
+    assert_503_problems_then_recovery(answers, stored)
+    assert max(a.seconds for a in answers) < BLACKHOLE_BOUND_SECONDS

@@ -4,12 +4,14 @@ with ``-x plugin=host``)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from alembic import context
 from flask import current_app
 
 from app.migrations import MIGRATIONS, MigrationSettings, render_item
+from app.pg import unbounded_reads
 from powerstrip.db import Model
 
 settings: MigrationSettings = current_app.extensions[MIGRATIONS]
@@ -58,12 +60,14 @@ def run_online() -> None:
                 render_item=render_item,  # SDK types as plain SQLAlchemy: revisions need only sa
                 render_as_batch=sqlite,  # SQLite cannot ALTER much
             )
-            with context.begin_transaction():
+            with context.begin_transaction(), ExitStack() as lifted:
                 if engine.dialect.name == "postgresql":
-                    # DATABASE_STATEMENT_TIMEOUT guards requests; a migration (an index on a big
-                    # table) runs as long as it needs. LOCAL: this transaction only, so the
-                    # pooled connection (or a PgBouncer server connection) keeps the limit.
+                    # DATABASE_STATEMENT_TIMEOUT and _READ_TIMEOUT guard requests; a migration
+                    # (an index on a big table) runs as long as it needs. LOCAL: this
+                    # transaction only, so the pooled connection (or a PgBouncer server
+                    # connection) keeps the limit; the client's bound is restored after.
                     connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                    lifted.enter_context(unbounded_reads(connection))
                 context.run_migrations()
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()

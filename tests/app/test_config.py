@@ -86,12 +86,41 @@ def test_section_for_an_unknown_plugin_is_reported_with_its_env_name(
         ({"RATELIMIT_STORAGE_URI": "mongodb://x"}, r"key RATELIMIT_STORAGE_URI: Use memory://"),
         ({"CORS_ORIGINS": ["not a url"]}, r"key CORS_ORIGINS.0: Not a valid URL"),
         ({"TRUSTED_PROXY_COUNT": True}, r"key TRUSTED_PROXY_COUNT: Not a valid integer"),
+        (
+            {"DATABASE_READ_TIMEOUT": 15},  # the statement timeout's 15 s: not longer
+            r"key DATABASE_READ_TIMEOUT: must be longer than DATABASE_STATEMENT_TIMEOUT "
+            r"\(15000 ms\)",
+        ),
+        (
+            {"DATABASE_READ_TIMEOUT": 2, "DATABASE_STATEMENT_TIMEOUT": 2500},
+            r"key DATABASE_READ_TIMEOUT: must be longer than .* \(2500 ms\)",
+        ),
+        ({"DATABASE_READ_TIMEOUT": -1}, r"key DATABASE_READ_TIMEOUT: Must be greater than or"),
     ],
 )
 def test_invalid_values_name_the_key(instance_path: Path, overrides: dict, pattern: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=pattern) as caught:
         build(instance_path, **{"ENVIRONMENT": "testing", **overrides})
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("read", "statement"),
+    [(16, 15000), (20, 0), (0, 15000), (0, 0)],  # 0: no limit (a role's own, say)
+)
+def test_the_read_timeout_is_longer_than_the_statement_timeout_or_either_is_off(
+    instance_path: Path, read: int, statement: int
+) -> None:
+    config = host_config(
+        build(
+            instance_path,
+            ENVIRONMENT="testing",
+            DATABASE_READ_TIMEOUT=read,
+            DATABASE_STATEMENT_TIMEOUT=statement,
+        )
+    )
+    assert read == config.DATABASE_READ_TIMEOUT
+    assert statement == config.DATABASE_STATEMENT_TIMEOUT
 
 
 def test_production_requires_a_secret_key(instance_path: Path) -> None:

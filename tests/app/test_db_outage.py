@@ -2,8 +2,9 @@
 
 Every wait on PostgreSQL is bounded: ``DATABASE_CONNECT_TIMEOUT`` for a connection (a server
 that accepts and never answers included), ``DATABASE_POOL_TIMEOUT`` for a free one, the
-statement timeout for a query; a dead peer under an open connection is dropped by TCP
-keepalives and ``tcp_user_timeout`` (which a loopback proxy cannot show: its kernel answers).
+statement timeout for a query, ``DATABASE_READ_TIMEOUT`` for any answer on an open connection
+(a server that stopped answering, which a black-holed proxy shows: its kernel acknowledges, so
+TCP sees no fault); a dead peer is also dropped by TCP keepalives and ``tcp_user_timeout``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Integer, select
+from sqlalchemy import Integer, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.db import DATABASE, Database, make_engine
+from app.pg import unbounded_reads
 from powerstrip import Model
 from tests.conftest import AppFactory, upgrade
 from tests.services import temporary_postgres_database
@@ -127,6 +131,126 @@ def test_black_holed_postgres_answers_503_in_bounded_time_under_load(
         assert ready.status_code == 503
         assert ready.get_json()["checks"]["database"]["status"] == "down"
         assert {status for status, *_ in up} == {200}
+
+
+READ_TIMEOUT = 1.0  # seconds a silent server is waited for (DATABASE_READ_TIMEOUT)
+
+
+@pytest.fixture
+def proxied(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy in front of the test database, and the URL through it."""
+    real = make_url(postgres_url)
+    with TcpProxy((real.host or "127.0.0.1", real.port or 5432)) as proxy:
+        yield proxy, real.set(port=proxy.port).render_as_string(False)
+
+
+def test_a_server_that_stops_answering_on_an_open_connection_is_given_up(
+    proxied: tuple[TcpProxy, str],
+) -> None:
+    """The proxy's kernel acknowledges everything and nothing comes back: TCP sees no fault,
+    only the client's read bound ends the wait; the connection is closed and discarded."""
+    proxy, url = proxied
+    engine = make_engine(url, pool={"pool_size": 1}, read_timeout=READ_TIMEOUT)
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT 1")) == 1
+            proxy.blackhole()
+            started = time.perf_counter()
+            with pytest.raises(OperationalError, match=r"did not answer within 1 s"):
+                connection.execute(text("SELECT 2"))
+            waited = time.perf_counter() - started
+            assert connection.invalidated  # a disconnect to SQLAlchemy: out of the pool
+        assert READ_TIMEOUT <= waited < READ_TIMEOUT + 1.5
+        proxy.restore()
+        with engine.connect() as connection:  # a new connection: back without a restart
+            assert connection.scalar(text("SELECT 3")) == 3
+    finally:
+        engine.dispose()
+
+
+def test_a_slow_statement_is_cancelled_by_the_server_before_the_client_gives_up(
+    postgres_url: str,
+) -> None:
+    engine = make_engine(
+        postgres_url,
+        pool={"connect_args": {"options": "-c statement_timeout=200"}},
+        read_timeout=READ_TIMEOUT,
+    )
+    try:
+        with engine.connect() as connection:
+            with pytest.raises(OperationalError) as cancelled:
+                connection.execute(text("SELECT pg_sleep(0.6)"))
+            assert cancelled.value.orig is not None
+            assert cancelled.value.orig.sqlstate == "57014"  # type: ignore[attr-defined]
+            assert not connection.invalidated  # the connection is kept
+            connection.rollback()
+            assert connection.scalar(text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_migration_lifts_the_read_bound_for_its_block_only(postgres_url: str) -> None:
+    engine = make_engine(postgres_url, pool={}, read_timeout=0.3)
+    try:
+        with engine.connect() as connection:
+            with unbounded_reads(connection):
+                assert connection.scalar(text("SELECT pg_sleep(0.6)::text")) == ""
+            with pytest.raises(OperationalError, match=r"did not answer within 0.3 s"):
+                connection.execute(text("SELECT pg_sleep(0.6)"))
+    finally:
+        engine.dispose()
+
+
+def test_the_read_bound_applies_to_postgresql_only(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool={}, read_timeout=0.01)
+    try:
+        with engine.connect() as connection, unbounded_reads(connection):
+            assert connection.scalar(text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
+
+
+def test_postgres_silent_on_open_connections_answers_503_in_bounded_time_and_recovers(
+    make_app: AppFactory,
+    proxied: tuple[TcpProxy, str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Pooled connections stay open to a server that stopped answering: each request gives up
+    after the read timeout (its pool ping), tries one new connection (connect timeout), and
+    answers its 503; none waits for the outage to end."""
+    proxy, url = proxied
+    app = make_app(
+        DATABASE_URL=url,
+        DATABASE_CONNECT_TIMEOUT=CONNECT_TIMEOUT,
+        DATABASE_STATEMENT_TIMEOUT=500,
+        DATABASE_READ_TIMEOUT=int(READ_TIMEOUT),
+    )
+    upgrade(app)
+
+    def get(_: int) -> tuple[int, float, str | None, str | None]:
+        started = time.perf_counter()
+        response = app.test_client().get("/api/v1/hello/greetings")
+        return (
+            response.status_code,
+            time.perf_counter() - started,
+            response.mimetype,
+            response.headers.get("Retry-After"),
+        )
+
+    with ThreadPoolExecutor(CLIENTS) as clients:
+        assert {answer[0] for answer in clients.map(get, range(CLIENTS))} == {200}
+        proxy.blackhole()  # connections stay open; not a byte comes back
+        down = list(clients.map(get, range(CLIENTS * ROUNDS)))
+        proxy.restore()
+        up = list(clients.map(get, range(CLIENTS)))
+    slowest = max(elapsed for _, elapsed, _, _ in down)
+    record_property("slowest_503_with_postgres_silent_seconds", round(slowest, 3))
+    assert {(status, mimetype) for status, _, mimetype, _ in down} == {
+        (503, "application/problem+json")
+    }
+    assert all(retry_after is not None and int(retry_after) > 0 for *_, retry_after in down)
+    assert slowest < READ_TIMEOUT + CONNECT_TIMEOUT + 2.0
+    assert {status for status, *_ in up} == {200}
 
 
 class Counter(Model):
