@@ -83,6 +83,10 @@ def make_limiter(config: HostConfig) -> Limiter:
         key_prefix=config.RATELIMIT_KEY_PREFIX,
         # If Redis goes away, keep limiting per process rather than failing every request.
         in_memory_fallback_enabled=True,
+        # The fallback rescues only the request whose storage error switched it on: others
+        # already waiting on Redis meanwhile would raise theirs (a 500). Those few go through
+        # uncounted, logged ("Swallowing error"): failing open, as the fallback does.
+        swallow_errors=True,
     )
 
 

@@ -28,9 +28,9 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from tests.conftest import upgrade
-from tests.services import temporary_postgres_database
+from tests.services import require_redis, temporary_postgres_database
 from tests.tcp_proxy import TcpProxy
-from tests.test_gunicorn import STARTUP_SECONDS, WORKERS, Server, running
+from tests.test_gunicorn import STARTUP_SECONDS, WORKERS, Server, running, scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -305,3 +305,100 @@ def test_postgres_black_holed_under_load_answers_503_in_bounded_time_and_recover
     report("black-holed", answers, stored, record_property, capsys)
     assert_503_problems_then_recovery(answers, stored)
     assert max(a.seconds for a in answers) < BLACKHOLE_BOUND_SECONDS
+
+
+def get_status(server: Server, path: str) -> int | str:
+    """The status of a GET, or the kind of connection failure."""
+    try:
+        return server.request("GET", path)[0].status
+    except (OSError, http.client.HTTPException) as exc:
+        return type(exc).__name__
+
+
+FALLBACK = "powerstrip_rate_limit_storage_fallback"
+REDIS_RECOVERY_SECONDS = 20.0  # flask-limiter pings a dead storage after 1, 2, 4, 8... seconds
+# A request while Redis is cut or silent: at most its connect and read timeouts (0.5 + 0.25 s)
+# before the in-memory counters answer; the margin is for a loaded machine.
+REDIS_BOUND_SECONDS = 2.0
+
+
+@pytest.mark.parametrize("fault", [TcpProxy.cut, TcpProxy.blackhole], ids=["cut", "blackhole"])
+def test_redis_lost_under_load_fails_open_to_memory_and_comes_back(
+    tmp_path: Path,
+    fault: Callable[[TcpProxy], None],
+    record_property: Callable[[str, object], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Real gunicorn counting its limits in Redis behind a proxy, under a read load; Redis cut
+    (or silent) for a while, then back: every request is answered 200 within a bound
+    (limits fail open to per-process memory), each worker warns and counts the switch,
+    readiness stays 200 with Redis degraded, and the workers count in Redis again."""
+    require_redis()
+    upgrade(create_app({"ENVIRONMENT": "testing", "INSTANCE_PATH": str(tmp_path)}))
+    answers: list[tuple[str, int | str, float]] = []
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        env = {
+            "POWERSTRIP_RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{proxy.port}/15",
+            "POWERSTRIP_RATELIMIT_KEY_PREFIX": f"faults-{uuid.uuid4().hex}",
+            "POWERSTRIP_RATELIMIT_DEFAULT": '["100000/minute"]',
+        }
+        with running(tmp_path, env) as server:
+            lock = threading.Lock()
+            stop = threading.Event()
+            phase = ["before"]
+
+            def reader() -> None:
+                while not stop.is_set():
+                    current, started = phase[0], time.perf_counter()
+                    status = get_status(server, "/api/v1/hello/greetings")
+                    with lock:
+                        answers.append((current, status, time.perf_counter() - started))
+
+            threads = [threading.Thread(target=reader) for _ in range(WRITERS)]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            phase[0] = "fault"
+            fault(proxy)
+            time.sleep(CUT_SECONDS)
+            during = scrape(server)
+            ready, body = server.request("GET", "/api/v1/health/ready")
+            phase[0] = "restored"
+            proxy.restore()
+            deadline = time.monotonic() + REDIS_RECOVERY_SECONDS
+            while scrape(server).get(FALLBACK, 0) > 0:  # until every worker counts in Redis
+                assert time.monotonic() < deadline, "the workers did not go back to Redis"
+                time.sleep(0.5)
+            recovered_seconds = round(REDIS_RECOVERY_SECONDS - (deadline - time.monotonic()), 1)
+            stop.set()
+            for thread in threads:
+                thread.join(15)
+        warnings = [
+            line
+            for line in server.log_lines()
+            if line.get("message")
+            == "rate limit storage unreachable: counting in memory, per process"
+        ]
+
+    statuses = {
+        phase_: dict(Counter(str(s) for p, s, _ in answers if p == phase_))
+        for phase_ in ("before", "fault", "restored")
+    }
+    slowest = round(max(seconds for *_, seconds in answers), 3)
+    record_property("answers_by_phase", statuses)
+    record_property("slowest_answer_seconds", slowest)
+    record_property("back_to_redis_after_seconds", recovered_seconds)
+    with capsys.disabled():
+        print(
+            f"\nRedis {fault.__name__} for {CUT_SECONDS}s under {WRITERS} readers: "
+            f"{len(answers)} requests, by phase {statuses}, slowest answer {slowest}s, "
+            f"fallbacks counted {during.get(FALLBACK + 's_total', 0):g}, "
+            f"every worker back on Redis {recovered_seconds}s after the restore"
+        )
+    assert {status for _, status, _ in answers} == {200}, statuses
+    assert slowest < REDIS_BOUND_SECONDS
+    assert during.get(FALLBACK, 0) >= 1  # workers counting in memory
+    assert during.get(FALLBACK + "s_total", 0) >= 1
+    assert warnings  # each worker that switched says so
+    assert ready.status == 200
+    assert json.loads(body)["checks"]["redis"]["status"] == "degraded"

@@ -8,9 +8,11 @@ answered within a bounded delay (the storage's socket timeouts), readiness repor
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
@@ -114,6 +116,29 @@ def test_limits_fail_open_to_memory_and_readiness_degrades(
     assert sample(app, "powerstrip_rate_limit_storage_fallback") == 0
     ready = timed_get(app, "/api/v1/health/ready")
     assert (ready[0], ready[2]["status"]) == (200, "ready")
+
+
+RACERS = 8
+
+
+@pytest.mark.parametrize("fault", ["blackhole", "cut"])
+def test_requests_waiting_on_redis_when_it_fails_all_fail_open(
+    app: Flask, proxy: TcpProxy, fault: str
+) -> None:
+    """Requests already talking to Redis when it fails each meet the error; the first switches
+    the limiter to memory, and the others must not 500 for having lost that race."""
+    with ThreadPoolExecutor(RACERS) as clients:
+        warm = clients.map(lambda n: timed_get(app, "/api/probe/items", f"127.0.2.{n}"), range(8))
+        assert {answer[0] for answer in warm} == {200}  # Redis connections open
+        getattr(proxy, fault)()
+        barrier = threading.Barrier(RACERS)
+
+        def get(number: int) -> int:
+            barrier.wait()
+            return timed_get(app, "/api/probe/items", f"127.0.1.{number}")[0]
+
+        assert list(clients.map(get, range(RACERS))) == [200] * RACERS
+    assert counting_in_memory(limiter_of(app))
 
 
 def test_plugin_limits_fail_open_to_memory(app: Flask, proxy: TcpProxy) -> None:
