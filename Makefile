@@ -9,13 +9,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+BENCH_ARGS ?=
 HELLO := examples/hello-plugin
 HELLO_SOURCES := $(HELLO)/pyproject.toml $(wildcard $(HELLO)/powerstrip_hello/*.py $(HELLO)/powerstrip_hello/migrations/*.py)
 
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help run dev test test-hello test-pg lint typecheck imports security check mutation lock clean
+.PHONY: help run dev test test-hello test-pg lint typecheck imports security check mutation bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -90,6 +91,11 @@ mutation: $(VENV)/.dev-installed ## mutation testing (mutmut) of the loader, the
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut results
+
+# Not part of `check`, `test` or CI (minutes): needs wrk, and uses PostgreSQL on 127.0.0.1:5432 when
+# it answers. `make bench BENCH_ARGS="--rounds 1 --duration 3 --databases sqlite"`; --help lists all.
+bench: $(VENV)/.dev-installed $(VENV)/.hello-installed ## throughput beside a bare flask-smorest app (wrk; BENCH_ARGS="...")
+	$(BIN)/python bench/throughput.py --postgres-url $(TEST_POSTGRES_URL) $(BENCH_ARGS)
 
 lock: | $(UV) ## regenerate the hashed lock files in requirements/
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/main.txt

@@ -1,0 +1,21 @@
+"""gunicorn settings of the bare app (bench/bare/bare_app.py), from the repository's root:
+
+    gunicorn --config bench/bare/gunicorn.conf.py bench.bare.bare_app:app
+
+Powerstrip's serving settings that shape throughput (gunicorn.conf.py): gthread workers with
+GUNICORN_WORKERS x GUNICORN_THREADS, reuse_port (every worker gets connections), heartbeats on
+tmpfs, a 5 s keep-alive; no access log, no metrics, no preloading.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+reuse_port = True
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - tmpfs on purpose, as Powerstrip's
+keepalive = 5
+errorlog = "-"
+proc_name = "bare"
+control_socket_disable = True  # two servers on one machine would share ~/.gunicorn/gunicorn.ctl
