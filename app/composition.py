@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import injector
 from flask import Flask
@@ -28,6 +28,8 @@ from powerstrip.db import Model
 from powerstrip.events import EventBus
 from powerstrip.http import PASSES, marks
 from powerstrip.plugin import InjectorModule, Plugin
+
+T = TypeVar("T")
 
 
 class CoreModule(injector.Module):
@@ -54,6 +56,49 @@ class CoreModule(injector.Module):
         binder.multibind(list[HealthCheck], to=self._checks)  # plugins add theirs
         binder.bind(RateLimits, to=self._rate_limits)  # type: ignore[type-abstract]
         binder.bind(PluginRegistry, to=self._registry)  # type: ignore[type-abstract]
+
+
+class Injector(injector.Injector):
+    """injector's Injector, reading each callable's signature and bindings once.
+
+    ``call_with_injection`` (every view call and every object the injector builds) is
+    injector's own, but for the reflection: injector reads ``inspect.signature`` of the
+    callable on every call (and its type hints when it has no ``@inject``); here both are read
+    the first time and kept, for the life of this injector.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reflected: dict[Callable[..., Any], tuple[inspect.Signature, dict[str, Any]]] = {}
+
+    def call_with_injection(
+        self,
+        callable: Callable[..., T],  # noqa: A002 - injector's parameter name (FlaskInjector passes it)
+        self_: Any = None,
+        args: Any = (),
+        kwargs: Any = None,
+    ) -> T:
+        kwargs = {} if kwargs is None else kwargs
+        reflected = self._reflected.get(callable)
+        if reflected is None:
+            reflected = (inspect.signature(callable), injector.get_bindings(callable))
+            self._reflected[callable] = reflected
+        signature, bindings = reflected
+        full_args = args if self_ is None else (self_, *args)
+        passed = signature.bind_partial(*full_args).arguments if full_args else {}
+        needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
+        dependencies = self.args_to_inject(
+            function=callable,
+            bindings=needed,
+            owner_key=self_.__class__ if self_ is not None else callable.__module__,
+        )
+        dependencies.update(kwargs)
+        try:
+            return callable(*full_args, **dependencies)
+        except TypeError as e:
+            injector.reraise(
+                e, injector.CallError(self_, callable, args, dependencies, e, self._stack)
+            )
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:
@@ -247,7 +292,7 @@ def install_injector(
     ``extra`` modules (a test's fakes) are installed after every plugin's, so their bindings
     win, and before the views' needs are checked, so a fake may supply a missing binding.
     """
-    inj = injector.Injector(core, auto_bind=True)
+    inj = Injector(core, auto_bind=True)
     for record in records:
         plugin = record.plugin
         if plugin is None:  # pragma: no cover - only enabled records are passed

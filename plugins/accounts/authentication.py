@@ -23,6 +23,7 @@ API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 BEARER_USAGE = "Use 'Authorization: Bearer <access token>'."
 REVOKED_TOKEN = "The access token was revoked."  # noqa: S105 - a message, not a secret
 REFUSED_KEY = "The API key is invalid or revoked."
+MAX_ID_DIGITS = 18  # a subject of more digits is no user id (ids are 64-bit)
 
 
 class CurrentLogin:
@@ -79,10 +80,18 @@ class AccountsAuthenticator:
             claims = self._tokens.verify(token)
         except TokenError as exc:
             return Principal.refused(str(exc))
-        user = self._repository.user(int(claims.subject)) if claims.subject.isdigit() else None
-        if user is None or not user.is_active or user.token_version != claims.version:
-            return Principal.refused(REVOKED_TOKEN)
-        if self._repository.access_token_revoked(claims.jti):
+        subject = claims.subject
+        user = (
+            self._repository.bearer_owner(int(subject), claims.jti)
+            if subject.isdigit() and len(subject) <= MAX_ID_DIGITS
+            else None
+        )
+        if (
+            user is None
+            or not user.is_active
+            or user.token_version != claims.version
+            or user.token_revoked
+        ):
             return Principal.refused(REVOKED_TOKEN)
         self._login.authenticated_at = claims.authenticated_at
         return Principal.of(str(user.id), "user", self._roles.of(user.role), claims.jti)
@@ -92,16 +101,20 @@ class AccountsAuthenticator:
         parts = split_api_key(value)
         if parts is None:
             return Principal.refused(REFUSED_KEY)
-        key = self._repository.api_key_by_prefix(parts[0])
-        if key is None or key.revoked_at is not None or not same_digest(parts[1], key.secret_hash):
+        found = self._repository.api_key_and_owner(parts[0])
+        if found is None:
             return Principal.refused(REFUSED_KEY)
-        owner = self._repository.user(key.user_id)
-        if owner is None or not owner.is_active:
+        key, owner = found
+        if (
+            key.revoked_at is not None
+            or not same_digest(parts[1], key.secret_hash)
+            or not owner.is_active
+        ):
             return Principal.refused(REFUSED_KEY)
         self._touch(key)
         allowed = self._roles.of(owner.role)
         scopes = {s for s in key.scopes if ALL_SCOPES in allowed or s in allowed}
-        return Principal.of(str(owner.id), "api_key", frozenset(scopes), str(key.id))
+        return Principal.of(str(key.user_id), "api_key", frozenset(scopes), str(key.id))
 
     def _touch(self, key: ApiKey) -> None:
         # At most once a minute per key: a busy machine client does not write on every call.
@@ -120,7 +133,7 @@ class AccountsDirectory:
 
     def exists(self, subject: str) -> bool:
         """Whether ``subject`` is the id of an active user."""
-        if not subject.isdigit() or len(subject) > 18:
+        if not subject.isdigit() or len(subject) > MAX_ID_DIGITS:
             return False
         user = self._repository.user(int(subject))
         return user is not None and user.is_active

@@ -11,6 +11,7 @@ from powerstrip import Caller, Problem
 USE = "tasks:use"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
 READ, WRITE, MANAGE = "viewer", "editor", "owner"
+NO_SUCH_PROJECT = "No such project."
 
 
 class Access:
@@ -20,15 +21,24 @@ class Access:
     def __init__(self, repository: TasksRepository) -> None:
         self._repository = repository
 
+    def check(self, caller: Caller, project_id: int, need: str) -> None:
+        """Pass if ``caller`` holds at least role ``need`` in the project (one small query)."""
+        _require(self._repository.role(project_id, caller.subject), need)
+
     def project(self, caller: Caller, project_id: int, need: str) -> Project:
-        """The project, if ``caller`` holds at least role ``need`` in it."""
-        project = self._repository.project(project_id)
-        member = self._repository.member(project_id, caller.subject)
-        if project is None or member is None:
-            raise Problem(404, "No such project.")
-        if ROLES[member.role] < ROLES[need]:
-            raise Problem(403, f"This needs the {need} role in the project.")
-        return project
+        """The project, if ``caller`` holds at least role ``need`` in it (one query)."""
+        found = self._repository.project_with_role(project_id, caller.subject)
+        if found is None:
+            raise Problem(404, NO_SUCH_PROJECT)
+        _require(found[1], need)
+        return found[0]
+
+
+def _require(role: str | None, need: str) -> None:
+    if role is None:
+        raise Problem(404, NO_SUCH_PROJECT)
+    if ROLES[role] < ROLES[need]:
+        raise Problem(403, f"This needs the {need} role in the project.")
 
 
 class Membership:
@@ -40,7 +50,7 @@ class Membership:
 
     def is_member(self, principal: str, project_id: int) -> bool:
         """Whether ``principal`` is a member of the project (any role)."""
-        return self._repository.member(project_id, principal) is not None
+        return self._repository.role(project_id, principal) is not None
 
     def members(self, project_id: int) -> frozenset[str]:
         """The principal ids of the project's members."""

@@ -111,14 +111,14 @@ class ProjectService:
 
     def members(self, principal: Principal, project_id: int) -> Sequence[Member]:
         """A project's members (any member may look)."""
-        self._access.project(principal.require(USE), project_id, READ)
+        self._access.check(principal.require(USE), project_id, READ)
         return self._repository.members(project_id)
 
     def set_member(self, principal: Principal, project_id: int, who: str, role: str) -> Member:
         """Add a member or change its role (owners); ``who`` must be an existing principal."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.project(caller, project_id, MANAGE)
+            self._access.check(caller, project_id, MANAGE)
             member = self._repository.member(project_id, who)
             if member is None:
                 if not self._directory.exists(who):
@@ -143,7 +143,7 @@ class ProjectService:
         """Remove a member (owners); the last owner stays."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.project(caller, project_id, MANAGE)
+            self._access.check(caller, project_id, MANAGE)
             member = self._repository.member(project_id, who)
             if member is None:
                 raise Problem(404, "No such member.")

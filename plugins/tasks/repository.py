@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from injector import inject
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from plugins.tasks.models import Activity, Member, Project, Task
@@ -87,9 +87,26 @@ class TasksRepository:
         self.session.delete(row)
         self.session.flush()
 
-    def project(self, project_id: int) -> Project | None:
-        """A project by id."""
-        return self.session.get(Project, project_id)
+    def role(self, project_id: int, principal: str) -> str | None:
+        """A principal's role in a project; None when not a member (or no such project: a
+        membership's project exists, its key cascades)."""
+        return self.session.scalar(
+            select(Member.role).where(
+                Member.project_id == project_id, Member.principal == principal
+            )
+        )
+
+    def project_with_role(self, project_id: int, principal: str) -> tuple[Project, str] | None:
+        """A project and a principal's role in it, in one query; None when not a member."""
+        row = self.session.execute(
+            select(Project, Member.role)
+            .join(
+                Member,
+                and_(Member.project_id == Project.id, Member.principal == principal),
+            )
+            .where(Project.id == project_id)
+        ).first()
+        return None if row is None else (row[0], row[1])
 
     def member(self, project_id: int, principal: str) -> Member | None:
         """A principal's membership of a project."""

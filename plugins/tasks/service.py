@@ -57,7 +57,7 @@ class TaskService:
         """A new task (editors)."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.project(caller, project_id, WRITE)
+            self._access.check(caller, project_id, WRITE)
             now = self._clock.now()
             task = Task(project_id=project_id, created_at=now, updated_at=now, title=data["title"])
             _apply(task, data, now)
@@ -71,7 +71,7 @@ class TaskService:
 
     def get(self, principal: Principal, project_id: int, task_id: int) -> Task:
         """A task of a project the caller is a member of."""
-        self._access.project(principal.require(USE), project_id, READ)
+        self._access.check(principal.require(USE), project_id, READ)
         return self._found(project_id, task_id)
 
     def page(
@@ -83,7 +83,7 @@ class TaskService:
         paging: PageRequest,
     ) -> Page[Task]:
         """A page of the project's tasks (by page number or keyset cursor)."""
-        self._access.project(principal.require(USE), project_id, READ)
+        self._access.check(principal.require(USE), project_id, READ)
         return self._repository.tasks(project_id, where, sort, paging)
 
     def update(
@@ -103,7 +103,7 @@ class TaskService:
         """
         caller = principal.require(USE)
         with self._uow:
-            self._access.project(caller, project_id, WRITE)
+            self._access.check(caller, project_id, WRITE)
             task = self._found(project_id, task_id)
             expected.check(task)
             was_done = task.status == "done"
@@ -133,7 +133,7 @@ class TaskService:
         """Delete a task (editors)."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.project(caller, project_id, WRITE)
+            self._access.check(caller, project_id, WRITE)
             task = self._found(project_id, task_id)
             expected.check(task)
             self._repository.delete(task)
@@ -143,7 +143,7 @@ class TaskService:
 
     def activity(self, principal: Principal, project_id: int) -> Sequence[Activity]:
         """The project's latest activity (``ACTIVITY_LIMIT`` entries)."""
-        self._access.project(principal.require(USE), project_id, READ)
+        self._access.check(principal.require(USE), project_id, READ)
         return self._repository.activity(project_id, self._settings.ACTIVITY_LIMIT)
 
     def purge_done(self, older_than: timedelta) -> int:

@@ -1,0 +1,66 @@
+"""The host's Injector: injector's call_with_injection, with each callable reflected once."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import injector
+import pytest
+
+from app.composition import Injector
+
+
+class Clock:
+    def now(self) -> str:
+        return "now"
+
+
+class Service:
+    @injector.inject
+    def __init__(self, clock: Clock, label: str) -> None:
+        self.clock = clock
+        self.label = label
+
+
+@injector.inject
+def view(item_id: int, clock: Clock, *, extra: injector.NoInject[str] = "") -> str:
+    return f"{item_id}:{clock.now()}{extra}"
+
+
+def build() -> Injector:
+    def configure(binder: injector.Binder) -> None:
+        binder.bind(str, to="configured")
+
+    return Injector([configure], auto_bind=True)
+
+
+def test_injects_what_is_not_passed_and_reflects_each_callable_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reflected: list[Callable[..., Any]] = []
+    signature = inspect.signature
+
+    def counting(function: Callable[..., Any], **options: Any) -> inspect.Signature:
+        reflected.append(function)
+        return signature(function, **options)
+
+    monkeypatch.setattr(inspect, "signature", counting)
+    inj = build()
+    for _ in range(3):
+        assert inj.call_with_injection(view, kwargs={"item_id": 7}) == "7:now"
+        assert inj.call_with_injection(view, args=(8,)) == "8:now"  # positional: not injected
+        assert inj.call_with_injection(view, args=(9,), kwargs={"extra": "!"}) == "9:now!"
+        built = inj.get(Service)
+        assert (type(built.clock), built.label) == (Clock, "configured")
+    passed = inj.call_with_injection(Service.__init__, self_=built, kwargs={"label": "given"})
+    assert passed is None
+    assert built.label == "given"  # a passed keyword wins over the binding
+    assert reflected.count(view) == 1
+    assert reflected.count(Service.__init__) == 1
+
+
+def test_a_call_that_does_not_fit_is_injectors_call_error() -> None:
+    with pytest.raises(injector.CallError, match="view"):
+        build().call_with_injection(view, kwargs={"item_id": 1, "unknown": 2})
