@@ -50,7 +50,7 @@ class BoundedConnection(psycopg.Connection[Any]):
             ) from timed_out
 
 
-def connector(read_timeout: float | None) -> Callable[..., BoundedConnection]:
+def connector(read_timeout: float) -> Callable[..., BoundedConnection]:
     """A ``do_connect`` listener opening :class:`BoundedConnection` with ``read_timeout``."""
 
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
