@@ -9,8 +9,10 @@ binding fails ``create_app`` rather than the first request.
 from __future__ import annotations
 
 import inspect
+import logging
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import injector
@@ -30,6 +32,7 @@ from powerstrip.http import PASSES, marks
 from powerstrip.plugin import InjectorModule, Plugin
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class CoreModule(injector.Module):
@@ -58,6 +61,30 @@ class CoreModule(injector.Module):
         binder.bind(PluginRegistry, to=self._registry)  # type: ignore[type-abstract]
 
 
+@dataclass(frozen=True, slots=True)
+class _Reflected:
+    """What injector reads of a callable on every call, read once."""
+
+    signature: inspect.Signature
+    bindings: dict[str, Any]
+    positional: tuple[str, ...]  # the parameters positional arguments fill, in order
+
+    @classmethod
+    def of(cls, function: Callable[..., Any]) -> _Reflected:
+        signature = inspect.signature(function)
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        positional = tuple(
+            name for name, parameter in signature.parameters.items() if parameter.kind in kinds
+        )
+        return cls(signature, injector.get_bindings(function), positional)
+
+    def passed(self, arguments: tuple[Any, ...]) -> Collection[str]:
+        """The parameters ``arguments`` fill (``signature.bind_partial``'s, without binding)."""
+        if len(arguments) <= len(self.positional):
+            return self.positional[: len(arguments)]
+        return self.signature.bind_partial(*arguments).arguments  # *args, or the TypeError
+
+
 class Injector(injector.Injector):
     """injector's Injector, reading each callable's signature and bindings once.
 
@@ -69,7 +96,7 @@ class Injector(injector.Injector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reflected: dict[Callable[..., Any], tuple[inspect.Signature, dict[str, Any]]] = {}
+        self._reflected: dict[Callable[..., Any], _Reflected] = {}
 
     def call_with_injection(
         self,
@@ -81,11 +108,11 @@ class Injector(injector.Injector):
         kwargs = {} if kwargs is None else kwargs
         reflected = self._reflected.get(callable)
         if reflected is None:
-            reflected = (inspect.signature(callable), injector.get_bindings(callable))
+            reflected = _Reflected.of(callable)
             self._reflected[callable] = reflected
-        signature, bindings = reflected
         full_args = args if self_ is None else (self_, *args)
-        passed = signature.bind_partial(*full_args).arguments if full_args else {}
+        passed = reflected.passed(full_args)
+        bindings = reflected.bindings
         needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
         dependencies = self.args_to_inject(
             function=callable,
@@ -155,6 +182,23 @@ def _function_view_needs(view: Callable[..., Any], url_arguments: set[str]) -> d
     }
 
 
+def _warn_schema_classes(plugin: str, endpoint: str, view: Callable[..., Any]) -> None:
+    """``@arguments(SomeSchema)`` (a class) makes webargs build the schema on every request;
+    an instance is built once. Same document, same validation: say so at startup."""
+    parameters = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    for parameter in parameters:
+        schema = parameter.get("schema")
+        if isinstance(schema, type):
+            log.warning(
+                "plugin %s: view %s takes @arguments(%s), a class, which is built on every "
+                "request; pass an instance, %s()",
+                plugin,
+                endpoint,
+                schema.__name__,
+                schema.__name__,
+            )
+
+
 def _check_conditional(
     plugin: str, endpoint: str, view: Callable[..., Any], methods: set[str]
 ) -> None:
@@ -176,6 +220,7 @@ def _class_view_needs(
     # __init__ (marked @inject) is injected; a service asked for by a method never arrives.
     for method in sorted(getattr(view_class, "methods", None) or ()):
         handler = getattr(view_class, method.lower())
+        _warn_schema_classes(plugin, f"{endpoint}.{method.lower()}", handler)
         passed = _passed_by_request(handler, url_arguments)
         missing = [
             name
@@ -229,6 +274,7 @@ def prepare_views(app: Flask, owners: Mapping[str, str]) -> dict[str, tuple[str,
             )
             continue
         _check_conditional(plugin, endpoint, view, methods.get(endpoint, set()))
+        _warn_schema_classes(plugin, endpoint, view)
         try:
             needed = _function_view_needs(view, url_arguments)
         except Exception as exc:  # noqa: BLE001 - an unresolvable annotation, reported

@@ -51,6 +51,29 @@ API = "powerstrip.api"
 log = logging.getLogger(__name__)
 
 
+class PowerstripFlask(Flask):
+    """Flask, asking once per hook, view or error handler whether it is a coroutine function.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every one of them on every request (about 25
+    a request here, through ``ensure_sync``); the answer of a function never changes, so it is
+    kept, for up to ``SYNCED`` functions (more: asked each time, as Flask does).
+    """
+
+    SYNCED = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < self.SYNCED:
+                self._synced[func] = synced
+        return synced
+
+
 class _JSONProvider(DefaultJSONProvider):
     sort_keys = False  # keep documents in the order they were written (problem members, spec)
 
@@ -91,7 +114,7 @@ class _Extras:
 
 
 def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[str, str]) -> Flask:
-    app = Flask("app", instance_path=config.instance_path(overrides, os.environ))
+    app = PowerstripFlask("app", instance_path=config.instance_path(overrides, os.environ))
     app.url_map.converters["int"] = api.IdConverter  # before any route: ids fit 64 bits
     host_config, sections = config.load(Path(app.instance_path), overrides)
     logs.configure_logging(host_config.LOG_LEVEL)

@@ -20,7 +20,7 @@ that version. ``@conditional`` on a view that returns such a row then:
 The service sees a domain-level guard, never a header (the tasks plugin's ``patch_task``)::
 
     @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PATCH"])
-    @blueprint.arguments(TaskPatchSchema)
+    @blueprint.arguments(TaskPatchSchema())
     @blueprint.response(200, TaskSchema)
     @requires(USE)
     @conditional

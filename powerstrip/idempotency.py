@@ -5,7 +5,7 @@ table, outside the plugin's transaction), so a plugin's services never see keys,
 answers or status codes (the tasks plugin's ``create_task``)::
 
     @blueprint.route("/projects/<int:project_id>/tasks", methods=["POST"])
-    @blueprint.arguments(TaskInSchema)
+    @blueprint.arguments(TaskInSchema())
     @blueprint.response(201, TaskSchema)
     @requires(USE)
     @idempotent

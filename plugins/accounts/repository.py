@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from injector import inject
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,26 @@ _INSERTS: dict[str, Callable[[type[Any]], SkippingInsert]] = {
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
 }
+
+
+# The statements of every authenticated request, built once (SQLAlchemy caches their compiled
+# form, but building an expression costs about as much as running it on SQLite); plain columns
+# where no model is wanted.
+_USERS = User.__table__.c
+_REVOKED = RevokedAccessToken.__table__.c
+_BEARER_OWNER = select(
+    _USERS.id,
+    _USERS.role,
+    _USERS.is_active,
+    _USERS.token_version,
+    select(_REVOKED.jti).where(_REVOKED.jti == bindparam("jti")).exists(),
+).where(_USERS.id == bindparam("user_id"))
+
+_KEY_AND_OWNER = (
+    select(ApiKey, User.role, User.is_active)
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
 
 
 class BearerOwner(NamedTuple):
@@ -88,12 +108,7 @@ class AccountsRepository:
     def bearer_owner(self, user_id: int, jti: str) -> BearerOwner | None:
         """What authenticating an access token needs of its user, and whether the token was
         logged out: one indexed query, plain columns (no model is built)."""
-        revoked = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == jti).exists()
-        row = self.session.execute(
-            select(User.id, User.role, User.is_active, User.token_version, revoked).where(
-                User.id == user_id
-            )
-        ).first()
+        row = self.session.execute(_BEARER_OWNER, {"user_id": user_id, "jti": jti}).first()
         return None if row is None else BearerOwner(*row)
 
     def user_for_update(self, user_id: int) -> User | None:
@@ -191,11 +206,7 @@ class AccountsRepository:
     def api_key_and_owner(self, prefix: str) -> tuple[ApiKey, KeyOwner] | None:
         """An API key by its visible prefix, with what authenticating needs of its owner: one
         indexed query."""
-        row = self.session.execute(
-            select(ApiKey, User.role, User.is_active)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.prefix == prefix)
-        ).first()
+        row = self.session.execute(_KEY_AND_OWNER, {"prefix": prefix}).first()
         return None if row is None else (row[0], KeyOwner(row[1], row[2]))
 
     def api_keys(self, user_id: int) -> Sequence[ApiKey]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +20,9 @@ from powerstrip import Clock
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
 API_KEY_PREFIX = "psk"
+# Access tokens whose signature and claims a process has checked and remembers (about 0.5 KiB
+# each): a token presented again is only checked for expiry.
+VERIFIED_TOKENS = 4096
 
 
 class TokenError(Exception):
@@ -43,12 +48,19 @@ class AccessTokens:
     the access-token lifetime. Each token carries ``auth_time``, when the password login it
     descends from happened (refreshes keep it), so a sensitive operation can ask for a recent
     one.
+
+    Verifying a token (its signature, algorithm, issuer, audience and claims) gives the same
+    answer every time but for expiry, so the claims of the last ``VERIFIED_TOKENS`` valid
+    tokens are remembered and a token presented again is only checked against its ``exp``
+    (PyJWT's test: expired when ``exp <= now``). Refusals are not remembered. Revocation,
+    logout and deactivation are the database's, checked on every request by the caller.
     """
 
     def __init__(self, settings: AccountsSettings, clock: Clock, keys: SigningKeys) -> None:
         self._settings = settings
         self._clock = clock
         self._keys = keys
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._check)
 
     @property
     def lifetime(self) -> timedelta:
@@ -83,6 +95,13 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; :class:`TokenError` saying why otherwise."""
+        claims, expires = self._verified(token)
+        if expires <= time.time():  # PyJWT's own test, for a token checked before
+            raise TokenError("The access token has expired.")
+        return claims
+
+    def _check(self, token: str) -> tuple[AccessClaims, float]:
+        """The claims of a valid token and its ``exp``; :class:`TokenError` otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -114,7 +133,8 @@ class AccessTokens:
         zone = self._clock.now().tzinfo
         expires = datetime.fromtimestamp(claims["exp"], tz=zone)
         authenticated = None if auth_time is None else datetime.fromtimestamp(auth_time, tz=zone)
-        return AccessClaims(str(claims["sub"]), str(claims["jti"]), version, expires, authenticated)
+        subject, jti = str(claims["sub"]), str(claims["jti"])
+        return AccessClaims(subject, jti, version, expires, authenticated), float(claims["exp"])
 
 
 def new_secret() -> str:

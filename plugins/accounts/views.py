@@ -58,7 +58,7 @@ NOT_STORED = {
 
 
 @blueprint.route("/tokens", methods=["POST"])
-@blueprint.arguments(LoginSchema)
+@blueprint.arguments(LoginSchema())
 @blueprint.response(200, TokenPairSchema, headers=NOT_STORED)
 @blueprint.alt_response(401, response="UNAUTHORIZED")
 def login(credentials: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
@@ -68,7 +68,7 @@ def login(credentials: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
 
 
 @blueprint.route("/tokens/refresh", methods=["POST"])
-@blueprint.arguments(RefreshSchema)
+@blueprint.arguments(RefreshSchema())
 @blueprint.response(200, TokenPairSchema, headers=NOT_STORED)
 @blueprint.alt_response(401, response="UNAUTHORIZED")
 def refresh(body: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
@@ -77,7 +77,7 @@ def refresh(body: dict[str, Any], auth: AuthService) -> Secret[TokenPair]:
 
 
 @blueprint.route("/tokens", methods=["DELETE"])
-@blueprint.arguments(LogoutSchema, required=False)  # no body: only the access token dies
+@blueprint.arguments(LogoutSchema(), required=False)  # no body: only the access token dies
 @blueprint.response(204)
 @requires()
 def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> None:
@@ -86,7 +86,7 @@ def logout(body: dict[str, Any], auth: AuthService, principal: Principal) -> Non
 
 
 @blueprint.route("/register", methods=["POST"])
-@blueprint.arguments(RegistrationSchema)
+@blueprint.arguments(RegistrationSchema())
 @blueprint.response(201, UserSchema)
 @problem_responses(403, 409)
 def register(body: dict[str, Any], users: UserService, settings: AccountsSettings) -> User:
@@ -97,7 +97,7 @@ def register(body: dict[str, Any], users: UserService, settings: AccountsSetting
 
 
 @blueprint.route("/users", methods=["GET"])
-@blueprint.arguments(UserQuerySchema, location="query")
+@blueprint.arguments(UserQuerySchema(), location="query")
 @blueprint.response(200, UserSchema(many=True))
 @requires(ADMIN)
 @paginated(max_page_size=100)
@@ -109,7 +109,7 @@ def list_users(query: dict[str, Any], users: UserService, paging: PageRequest) -
 
 
 @blueprint.route("/users", methods=["POST"])
-@blueprint.arguments(NewUserSchema)
+@blueprint.arguments(NewUserSchema())
 @blueprint.response(201, UserSchema)
 @requires(ADMIN)
 @problem_responses(409)
@@ -127,7 +127,7 @@ def me(users: UserService, principal: Principal) -> User:
 
 
 @blueprint.route("/users/me/password", methods=["PUT"])
-@blueprint.arguments(PasswordChangeSchema)
+@blueprint.arguments(PasswordChangeSchema())
 @blueprint.response(204)
 @requires(SELF)
 def change_password(body: dict[str, Any], users: UserService, principal: Principal) -> None:
@@ -146,7 +146,7 @@ def user(user_id: int, users: UserService) -> User:
 
 
 @blueprint.route("/users/<int:user_id>", methods=["PATCH"])
-@blueprint.arguments(UserUpdateSchema)
+@blueprint.arguments(UserUpdateSchema())
 @blueprint.response(200, UserSchema)
 @requires(ADMIN)
 @problem_responses(404, 409)
@@ -156,7 +156,7 @@ def update_user(body: dict[str, Any], user_id: int, users: UserService) -> User:
 
 
 @blueprint.route("/api-keys", methods=["POST"])
-@blueprint.arguments(NewApiKeySchema)
+@blueprint.arguments(NewApiKeySchema())
 @blueprint.response(201, CreatedApiKeySchema)
 @requires(SELF)
 def create_api_key(body: dict[str, Any], keys: ApiKeyService, principal: Principal) -> ApiKey:

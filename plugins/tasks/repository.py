@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from injector import inject
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from plugins.tasks.models import Activity, Member, Project, Task
@@ -23,6 +23,13 @@ SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
     "title": Task.title,
     "status": Task.status,
 }
+
+# Built once: the statement of every tasks request (its compiled form is cached by SQLAlchemy,
+# but building the expression costs about as much as running it on SQLite).
+_MEMBERS = Member.__table__.c
+_ROLE = select(_MEMBERS.role).where(
+    _MEMBERS.project_id == bindparam("project_id"), _MEMBERS.principal == bindparam("principal")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +97,10 @@ class TasksRepository:
     def role(self, project_id: int, principal: str) -> str | None:
         """A principal's role in a project; None when not a member (or no such project: a
         membership's project exists, its key cascades)."""
-        return self.session.scalar(
-            select(Member.role).where(
-                Member.project_id == project_id, Member.principal == principal
-            )
+        role: str | None = self.session.scalar(
+            _ROLE, {"project_id": project_id, "principal": principal}
         )
+        return role
 
     def project_with_role(self, project_id: int, principal: str) -> tuple[Project, str] | None:
         """A project and a principal's role in it, in one query; None when not a member."""

@@ -43,7 +43,7 @@ blueprint = Blueprint("tasks", __name__, description="Projects, tasks and their 
 
 
 @blueprint.route("/projects", methods=["POST"])
-@blueprint.arguments(ProjectInSchema)
+@blueprint.arguments(ProjectInSchema())
 @blueprint.response(201, ProjectSchema)
 @requires(USE)
 @idempotent
@@ -78,7 +78,7 @@ def project(project_id: int, projects: ProjectService, principal: Principal) -> 
 
 
 @blueprint.route("/projects/<int:project_id>", methods=["PATCH"])
-@blueprint.arguments(ProjectPatchSchema)
+@blueprint.arguments(ProjectPatchSchema())
 @blueprint.response(200, ProjectSchema)
 @requires(USE)
 @problem_responses(404)
@@ -116,7 +116,7 @@ def members(project_id: int, projects: ProjectService, principal: Principal) -> 
 
 
 @blueprint.route("/projects/<int:project_id>/members/<string:member>", methods=["PUT"])
-@blueprint.arguments(MemberInSchema)
+@blueprint.arguments(MemberInSchema())
 @blueprint.response(200, MemberSchema)
 @requires(USE)
 @problem_responses(404, 409)
@@ -143,7 +143,7 @@ def remove_member(
 
 
 @blueprint.route("/projects/<int:project_id>/tasks", methods=["POST"])
-@blueprint.arguments(TaskInSchema)
+@blueprint.arguments(TaskInSchema())
 @blueprint.response(201, TaskSchema)
 @requires(USE)
 @problem_responses(404)
@@ -158,7 +158,7 @@ def create_task(
 
 
 @blueprint.route("/projects/<int:project_id>/tasks", methods=["GET"])
-@blueprint.arguments(TaskQuerySchema, location="query")
+@blueprint.arguments(TaskQuerySchema(), location="query")
 @blueprint.response(200, TaskSchema(many=True))
 @requires(USE)
 @problem_responses(404)
@@ -193,7 +193,7 @@ def task(project_id: int, task_id: int, tasks: TaskService, principal: Principal
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PATCH"])
-@blueprint.arguments(TaskPatchSchema)
+@blueprint.arguments(TaskPatchSchema())
 @blueprint.response(200, TaskSchema)
 @requires(USE)
 @problem_responses(404)
@@ -211,7 +211,7 @@ def patch_task(
 
 
 @blueprint.route("/projects/<int:project_id>/tasks/<int:task_id>", methods=["PUT"])
-@blueprint.arguments(TaskInSchema)
+@blueprint.arguments(TaskInSchema())
 @blueprint.response(200, TaskSchema)
 @requires(USE)
 @problem_responses(404)

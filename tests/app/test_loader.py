@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -561,3 +562,46 @@ def test_migrations_directory_is_recorded(installer: Installer, instance_path: P
     installer.install("migrating", "from pathlib import Path\n" + source)
     record = build(instance_path).extensions["powerstrip.plugins"]["migrating"]
     assert record.plugin.migrations.is_dir()
+
+
+def test_a_schema_class_in_arguments_is_named_at_startup(
+    installer: Installer, instance_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = """
+class Query(ma.Schema):
+    q = ma.fields.String()
+
+@blp.route("/search")
+@blp.arguments(Query, location="query")
+@blp.response(200)
+def search(query):
+    return {{"q": query.get("q")}}
+
+@blp.route("/found")
+@blp.arguments(Query(), location="query")
+@blp.response(200)
+def found(query):
+    return {{"q": query.get("q")}}
+
+@blp.route("/items")
+class Items(MethodView):
+    @blp.arguments(Query, location="query")
+    @blp.response(200)
+    def get(self, query):
+        return []
+"""
+    installer.install("views", plugin_source("views", body))
+    app = build(instance_path)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warned = [
+        line["message"]
+        for line in lines
+        if line["logger"] == "app.composition" and "plugin views" in line["message"]
+    ]
+    assert sorted(warned) == [
+        "plugin views: view views.Items.get takes @arguments(Query), a class, which is built "
+        "on every request; pass an instance, Query()",
+        "plugin views: view views.search takes @arguments(Query), a class, which is built on "
+        "every request; pass an instance, Query()",
+    ]
+    assert app.test_client().get("/api/v1/views/search?q=a").get_json() == {"q": "a"}

@@ -28,7 +28,7 @@ def greeting(name: str, service: GreetingService) -> Greeting:
 
 
 @blueprint.route("/greetings", methods=["POST"])
-@blueprint.arguments(GreetingRequestSchema)
+@blueprint.arguments(GreetingRequestSchema())
 @blueprint.response(201, StoredGreetingSchema)
 def create_greeting(body: dict[str, Any], log: GreetingLog) -> GreetingRecord:
     """Greet the person named in the body and store the greeting."""

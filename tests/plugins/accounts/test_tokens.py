@@ -7,11 +7,18 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
 
-from plugins.accounts.signing import development_key
+from plugins.accounts import tokens as tokens_module
+from plugins.accounts.settings import AccountsSettings
+from plugins.accounts.signing import SigningKeys, development_key
+from plugins.accounts.tokens import AccessTokens, TokenError
+from powerstrip import Clock
+from powerstrip.cli import INJECTOR
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, Api
 
 ME = "/api/v1/accounts/users/me"
@@ -277,3 +284,38 @@ def test_token_answers_are_never_cached(api: Api) -> None:
     )
     assert created.status_code == 201
     assert created.headers["Cache-Control"] == "no-store"  # the key is shown only now
+
+
+def test_a_verified_token_is_remembered_until_it_expires(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    monkeypatch.setattr(tokens_module, "VERIFIED_TOKENS", 2)
+    injector = api.app.extensions[INJECTOR]
+    access = AccessTokens(injector.get(AccountsSettings), Clock(), injector.get(SigningKeys))
+    key = key_of(api)
+    first, second, third = (forge(claims(jti=f"jti-{n}"), key=key) for n in range(3))
+
+    assert access.verify(first).jti == "jti-0"
+    assert access.verify(first).jti == "jti-0"  # remembered: no second decode
+    assert decoded == [first]
+    access.verify(second)
+    access.verify(third)  # the least recently used, the first, is forgotten
+    assert access.verify(first).jti == "jti-0"
+    assert decoded == [first, second, third, first]
+
+    with pytest.raises(TokenError, match="not meant for this API"):
+        access.verify(forge(claims(aud="another-api"), key=key))
+    expires = jwt.decode(first, options={"verify_signature": False})["exp"]
+    monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=lambda: expires))
+    with pytest.raises(TokenError, match="has expired"):  # remembered, yet refused at its exp
+        access.verify(first)
+    monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=lambda: expires - 1))
+    assert access.verify(first).jti == "jti-0"
