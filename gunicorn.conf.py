@@ -40,7 +40,10 @@ from app.logs import logging_config  # noqa: E402
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(min(multiprocessing.cpu_count() * 2, 8))))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gthread, measured against sync with make bench (docs/performance.md): keep-alive connections
+# and slow clients do not hold a whole worker, and a request waiting on the database lets the
+# worker's other threads run.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 # Build the app once in the master: a broken configuration or plugin stops startup with one
 # clean message instead of every worker failing in turn, and workers share its memory.
 # Anything holding sockets (database engines) must be reset in the worker after fork.

@@ -86,17 +86,44 @@ class _Reflected:
 
 
 class Injector(injector.Injector):
-    """injector's Injector, reading each callable's signature and bindings once.
+    """injector's Injector, reading each callable's signature and each binding once.
 
     ``call_with_injection`` (every view call and every object the injector builds) is
     injector's own, but for the reflection: injector reads ``inspect.signature`` of the
     callable on every call (and its type hints when it has no ``@inject``); here both are read
     the first time and kept, for the life of this injector.
+
+    Once sealed (:meth:`seal`: the app is built, no binding changes after), ``get`` looks each
+    interface's binding and scope up once too (injector looks both up, and logs twice at debug
+    level, on every call); scopes and providers still decide every time what to return, so a
+    request-scoped object is still one per request and an unscoped one new each time.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reflected: dict[Callable[..., Any], _Reflected] = {}
+        self._resolved: dict[Any, tuple[injector.Provider[Any], injector.Scope]] | None = None
+
+    def seal(self) -> None:
+        """The bindings are final: look each up once from now on."""
+        self._resolved = {}
+
+    def get(
+        self,
+        interface: type[T],
+        scope: injector.ScopeDecorator | type[injector.Scope] | None = None,
+    ) -> T:
+        resolved = self._resolved
+        if resolved is None or scope is not None:
+            return super().get(interface, scope)
+        found = resolved.get(interface)
+        if found is None:  # injector.Injector.get's lookups, without its result
+            binding, binder = self.binder.get_binding(interface)
+            scope_binding, _ = binder.get_binding(binding.scope)  # a Scope class, bound once
+            found = resolved[interface] = (binding.provider, scope_binding.provider.get(self))
+        provider, scope_instance = found
+        instance: T = scope_instance.get(interface, provider).get(self)
+        return instance
 
     def call_with_injection(
         self,
@@ -357,6 +384,7 @@ def install_injector(
     needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
     resolve_views(app, inj, needs, authenticators(records))
+    inj.seal()
     return inj
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import injector
 from flask import Flask
-from flask.json.provider import DefaultJSONProvider
 
 from app import (
     api,
@@ -23,6 +22,7 @@ from app import (
     errors,
     hosts,
     idempotency,
+    jsonio,
     loader,
     logs,
     metrics,
@@ -74,10 +74,6 @@ class PowerstripFlask(Flask):
         return synced
 
 
-class _JSONProvider(DefaultJSONProvider):
-    sort_keys = False  # keep documents in the order they were written (problem members, spec)
-
-
 def create_app(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -123,7 +119,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
         MAX_CONTENT_LENGTH=host_config.MAX_CONTENT_LENGTH,
         TESTING=host_config.ENVIRONMENT == "testing",
     )
-    app.json = _JSONProvider(app)
+    app.json = jsonio.JSONProvider(app)
     app.extensions[HOST_CONFIG] = host_config
     if not host_config.DATABASE_URL:  # the default database is a file in the instance folder
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 It starts Powerstrip as `make run` does (`flask --app wsgi db upgrade`, then
 `gunicorn --config gunicorn.conf.py wsgi:app`, ENVIRONMENT development from a fresh temporary
 instance folder) and the bare app of bench/bare/ (the tasks plugin's models and schemas, no auth,
-no limiter), both with 2 gthread workers of 4 threads. It seeds both with the same 200 tasks in
+no limiter), both with 2 gthread workers of 4 threads (GUNICORN_WORKER_CLASS=sync in this
+environment: sync workers, for both). It seeds both with the same 200 tasks in
 one project, then runs wrk in interleaved rounds (bare, powerstrip, bare, powerstrip...) for:
 
 - live: `GET /api/v1/health/live` (bare: the same trivial JSON route);
@@ -233,7 +234,13 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | {
         "GUNICORN_WORKERS": str(WORKERS),
         "GUNICORN_THREADS": str(THREADS),
+        "GUNICORN_WORKER_CLASS": worker_class(),
     }
+
+
+def worker_class() -> str:
+    """Both apps' gunicorn worker class: GUNICORN_WORKER_CLASS of this environment, or gthread."""
+    return os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 
 
 def powerstrip_env(instance: Path, database_url: str | None) -> dict[str, str]:
@@ -621,10 +628,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
 
     settings = vars(args) | {
+        "worker_class": worker_class(),
         "json": str(args.json) if args.json else None,
         "postgres_url": make_url(args.postgres_url).render_as_string(hide_password=True),
     }
     results: dict[str, Any] = {"settings": settings}
+    threads = f" of {THREADS} threads" if worker_class() == "gthread" else ""
+    print(f"both apps: {WORKERS} gunicorn {worker_class()} workers{threads}\n")
     for database in databases:
         reason = postgres_unreachable(args.postgres_url) if database == "postgresql" else None
         if reason is not None:

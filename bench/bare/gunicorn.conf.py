@@ -2,7 +2,8 @@
 
     gunicorn --config bench/bare/gunicorn.conf.py bench.bare.bare_app:app
 
-Powerstrip's serving settings that shape throughput (gunicorn.conf.py): gthread workers with
+Powerstrip's serving settings that shape throughput (gunicorn.conf.py): GUNICORN_WORKER_CLASS
+(gthread) workers with
 GUNICORN_WORKERS x GUNICORN_THREADS, reuse_port (every worker gets connections), heartbeats on
 tmpfs, a 5 s keep-alive; no access log, no metrics, no preloading.
 """
@@ -12,7 +13,7 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 reuse_port = True
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - tmpfs on purpose, as Powerstrip's
 keepalive = 5

@@ -64,3 +64,43 @@ def test_injects_what_is_not_passed_and_reflects_each_callable_once(
 def test_a_call_that_does_not_fit_is_injectors_call_error() -> None:
     with pytest.raises(injector.CallError, match="view"):
         build().call_with_injection(view, kwargs={"item_id": 1, "unknown": 2})
+
+
+def test_too_many_positional_arguments_are_refused_as_injector_refuses_them() -> None:
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        build().call_with_injection(view, args=(1, Clock(), "x"))
+
+
+class PerCall:
+    pass
+
+
+@injector.singleton
+class Shared:
+    @injector.inject
+    def __init__(self, per_call: PerCall) -> None:
+        self.per_call = per_call
+
+
+def test_a_sealed_injector_looks_bindings_up_once_and_keeps_scopes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inj = build()
+    inj.get(Clock)  # before sealing: injector's own get
+    inj.seal()
+    looked_up: list[Any] = []
+    get_binding = inj.binder.get_binding
+
+    def counting(interface: Any) -> Any:
+        looked_up.append(interface)
+        return get_binding(interface)
+
+    monkeypatch.setattr(inj.binder, "get_binding", counting)
+    first, second = inj.get(PerCall), inj.get(PerCall)
+    assert first is not second  # unscoped: a new one each time
+    assert inj.get(Shared) is inj.get(Shared)  # singleton: one
+    assert inj.get(str) == "configured"
+    assert inj.get(str, scope=injector.singleton) == "configured"  # a scope asked: injector's
+    assert looked_up.count(PerCall) == 1
+    assert looked_up.count(Shared) == 1
+    assert looked_up.count(str) == 2  # once sealed, once for the call that names a scope
