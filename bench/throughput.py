@@ -21,10 +21,11 @@ database per app on --postgres-url's server, dropped at the end; skipped with a 
 server is unreachable). For each database it prints a Markdown table of medians over rounds:
 req/s, p50 and p99 latency, server CPU per request (utime + stime of the gunicorn workers from
 /proc/<pid>/stat around each wrk run, divided by the requests wrk completed) and the ratio of each
-Powerstrip figure to the bare app's; then each app's memory per worker (VmRSS after the run,
-median) and its startup time (launching gunicorn to the first 200 of the live route, median over
---starts starts). A row with any answer of status 400 or above, or a socket error, counted by wrk
-is flagged: a benchmark of 429s is worthless.
+Powerstrip figure to the bare app's; then each app's memory per worker (VmRSS and PSS after the
+run, medians: Powerstrip preloads the app in the master, whose pages its workers share, which
+RSS counts whole in each worker and PSS shares out) and its startup time (launching gunicorn to
+the first 200 of the live route, median over --starts starts). A row with any answer of status
+400 or above, or a socket error, counted by wrk is flagged: a benchmark of 429s is worthless.
 
 Powerstrip's default rate limit (300/minute per client address) would answer 429 to wrk from
 one address: the benchmark sets POWERSTRIP_RATELIMIT_DEFAULT='["1000000/minute"]' so the limiter
@@ -391,6 +392,16 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def pss_kib(pid: int) -> int:
+    """The worker's proportional set size: its private pages, and its share of the pages it
+    shares (with the master that preloaded the app, with the other workers). RSS counts every
+    shared page whole in every worker."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Pss for {pid}")
+
+
 def drive(server: Server, scenario: str, args: argparse.Namespace, seconds: int) -> dict[str, Any]:
     """One wrk run: its counts and latencies, and the workers' CPU per request."""
     request = server.requests[scenario]
@@ -500,13 +511,16 @@ def table(title: str, outcome: dict[str, Any]) -> str:
         "credentials, its figures are its list's.",
         *(notes or ["wrk counted no answer of status >= 400 and no socket error."]),
         "",
-        "| app | RSS per worker MiB (median) | startup to first 200 ms (median) |",
-        "|---|---:|---:|",
+        "| app | RSS per worker MiB (median) | PSS per worker MiB (median) "
+        "| startup to first 200 ms (median) |",
+        "|---|---:|---:|---:|",
     ]
     for app in APPS:
         rss, startup = outcome["rss_kib"][app], outcome["startup_s"][app]
+        pss = outcome["pss_kib"][app]
         lines.append(
             f"| {app} | {statistics.median(rss) / 1024:.1f} ({len(rss)} workers) "
+            f"| {statistics.median(pss) / 1024:.1f} "
             f"| {statistics.median(startup) * 1000:.0f} ({len(startup)} starts) |"
         )
     return "\n".join(lines)
@@ -598,7 +612,14 @@ def bench_database(
                         f"{'  FLAGGED' if result['flagged'] else ''}"
                     )
         rss = {app: [rss_kib(pid) for pid in servers[app].workers()] for app in APPS}
-        return {"runs": runs, "summary": summarise(runs), "rss_kib": rss, "startup_s": startup}
+        pss = {app: [pss_kib(pid) for pid in servers[app].workers()] for app in APPS}
+        return {
+            "runs": runs,
+            "summary": summarise(runs),
+            "rss_kib": rss,
+            "pss_kib": pss,
+            "startup_s": startup,
+        }
 
 
 def main() -> None:
