@@ -5,6 +5,10 @@ receives instances of it and of its subclasses. Inside :meth:`EventBus.deferred`
 unit of work opens around each transaction) published events wait: they are delivered when
 the block ends normally and dropped if it raises, so no subscriber hears of work that rolled
 back. Outside such a block an event is delivered at once.
+
+A subscriber registered ``in_transaction=True`` is called as the event is published instead,
+inside the publisher's transaction: its database writes commit or roll back with the change
+(an activity feed, an audit row), and an exception it raises fails the change.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class EventBus:
         """:param on_failure: told each event whose delivery to a subscriber raised (the host
         counts them)"""
         self._on_failure = on_failure
-        self._signals: dict[type[Any], Signal] = {}
+        self._signals: dict[type[Any], Signal] = {}  # after the commit
+        self._in_transaction: dict[type[Any], Signal] = {}  # as published
         self._resolve: Callable[[type[Any]], Any] | None = None
         # One stack of buffers per thread/task: gthread workers serve requests concurrently.
         self._pending: ContextVar[tuple[list[object], ...]] = ContextVar(
@@ -37,14 +42,23 @@ class EventBus:
         )
 
     def subscribe(
-        self, event_type: type[E], handler: Callable[[E], None] | type[Callable[[E], None]]
+        self,
+        event_type: type[E],
+        handler: Callable[[E], None] | type[Callable[[E], None]],
+        *,
+        in_transaction: bool = False,
     ) -> None:
         """Call ``handler(event)`` for every published ``event_type`` (or subclass).
 
         ``handler`` may be a class: the host's injector builds it (with its collaborators)
         for each delivery, and the instance is called with the event.
+
+        :param in_transaction: call it as the event is published, inside the publisher's unit
+            of work (its writes are atomic with the change; its exception fails the change),
+            rather than after the commit
         """
-        signal = self._signals.setdefault(event_type, Signal(event_type.__name__))
+        signals = self._in_transaction if in_transaction else self._signals
+        signal = signals.setdefault(event_type, Signal(event_type.__name__))
         if isinstance(handler, type):
             handler_class = handler
 
@@ -62,7 +76,11 @@ class EventBus:
         self._resolve = resolve
 
     def publish(self, event: object) -> None:
-        """Deliver ``event`` now, or when the enclosing :meth:`deferred` block commits."""
+        """Call the in-transaction subscribers of ``event`` now (their exceptions propagate);
+        deliver it to the others now, or when the enclosing :meth:`deferred` block commits."""
+        if self._in_transaction:
+            for receiver in self._receivers(self._in_transaction, event):
+                receiver(event)
         pending = self._pending.get()
         if pending:
             pending[-1].append(event)
@@ -88,20 +106,23 @@ class EventBus:
         for event in buffer:
             self._deliver(event)
 
-    def _deliver(self, event: object) -> None:
+    @staticmethod
+    def _receivers(signals: dict[type[Any], Signal], event: object) -> Iterator[Any]:
         for event_type in type(event).__mro__:
-            signal = self._signals.get(event_type)
-            if signal is None:
-                continue
-            for receiver in signal.receivers_for(event):
-                try:
-                    receiver(event)
-                except Exception:
-                    # The work is already committed: one failing subscriber must not keep the
-                    # event from the others. Logged with its traceback.
-                    log.exception(
-                        "event subscriber failed",
-                        extra={"event": type(event).__name__, "subscriber": repr(receiver)},
-                    )
-                    if self._on_failure is not None:
-                        self._on_failure(event)
+            signal = signals.get(event_type)
+            if signal is not None:
+                yield from signal.receivers_for(event)
+
+    def _deliver(self, event: object) -> None:
+        for receiver in self._receivers(self._signals, event):
+            try:
+                receiver(event)
+            except Exception:
+                # The work is already committed: one failing subscriber must not keep the
+                # event from the others. Logged with its traceback.
+                log.exception(
+                    "event subscriber failed",
+                    extra={"event": type(event).__name__, "subscriber": repr(receiver)},
+                )
+                if self._on_failure is not None:
+                    self._on_failure(event)

@@ -21,8 +21,9 @@ from powerstrip import Plugin, PluginContext
 
 
 def setup(context: PluginContext) -> None:
-    """Build the activity feed from the plugin's own events (delivered after commit)."""
-    context.events.subscribe(TasksEvent, ActivityRecorder)
+    """Build the activity feed from the plugin's own events, in their transactions."""
+    # In the change's own transaction: a task never exists without its activity entry.
+    context.events.subscribe(TasksEvent, ActivityRecorder, in_transaction=True)
 
 
 plugin = Plugin(

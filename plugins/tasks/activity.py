@@ -1,4 +1,4 @@
-"""The activity feed: the plugin subscribes to its own events, delivered after commit."""
+"""The activity feed: the plugin subscribes to its own events, inside their transaction."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from powerstrip import Clock, UnitOfWork
 
 
 class ActivityRecorder:
-    """Writes one activity entry per committed change, in a unit of work of its own.
+    """Writes one activity entry per change, atomically with it.
 
-    Events arrive after the change's unit of work committed, so this block is a new
-    transaction on the same request (or command) session.
+    Subscribed ``in_transaction``: events arrive as they are published, inside the change's
+    unit of work, which this block joins (the request's or command's session); the entry
+    commits or rolls back with the change. An event published outside any unit of work gets
+    a transaction of its own here.
     """
 
     @inject
@@ -24,7 +26,7 @@ class ActivityRecorder:
         self._clock = clock
 
     def __call__(self, event: TasksEvent) -> None:
-        """Record ``event`` (only ever called for work that committed)."""
+        """Record ``event`` in the publisher's transaction."""
         with self._uow:
             self._repository.add(
                 Activity(

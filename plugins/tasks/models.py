@@ -61,7 +61,7 @@ class Task(Versioned, Model):
 
 
 class Activity(Model):
-    """One entry of a project's activity feed, written after the change committed."""
+    """One entry of a project's activity feed, written in the change's transaction."""
 
     __tablename__ = "tasks_activity"
 

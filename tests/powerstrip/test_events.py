@@ -112,6 +112,33 @@ def test_a_failing_subscriber_does_not_starve_the_others(caplog: pytest.LogCaptu
     assert record.event == "TaskEvent"  # type: ignore[attr-defined]
 
 
+def test_in_transaction_subscribers_hear_of_it_as_it_is_published() -> None:
+    bus = EventBus()
+    heard: list[str] = []
+    bus.subscribe(TaskEvent, lambda event: heard.append(f"after {event.task_id}"))
+    bus.subscribe(TaskEvent, lambda event: heard.append(f"in {event.task_id}"), in_transaction=True)
+    bus.subscribe(Unrelated, lambda _: heard.append("unrelated"), in_transaction=True)
+    with bus.deferred():
+        bus.publish(TaskClosed(1))  # a subclass: heard by the base class's subscribers
+        assert heard == ["in 1"]
+    assert heard == ["in 1", "after 1"]
+    bus.publish(TaskEvent(2))  # outside a unit of work: both at once, in-transaction first
+    assert heard == ["in 1", "after 1", "in 2", "after 2"]
+
+
+def test_an_in_transaction_subscriber_that_fails_fails_the_change() -> None:
+    bus = EventBus()
+    after = collect(bus, TaskEvent)
+
+    def refuse(_event: TaskEvent) -> None:
+        raise RuntimeError("cannot record it")
+
+    bus.subscribe(TaskEvent, refuse, in_transaction=True)
+    with pytest.raises(RuntimeError, match="cannot record it"), bus.deferred():
+        bus.publish(TaskEvent(1))
+    assert after == []  # the change rolled back: nobody hears of it after
+
+
 def test_buffers_are_per_thread() -> None:
     bus = EventBus()
     received = collect(bus, TaskEvent)

@@ -98,8 +98,8 @@ def test_api_agrees_with_a_model(people: People) -> None:
 
 def test_twenty_concurrent_patches_with_one_etag_on_postgres(make_app: AppFactory) -> None:
     with temporary_postgres_database() as url:
-        # 20 requests at once in one process need 20+ connections (each request holds one and
-        # the activity feed briefly takes another); gunicorn's 4 threads per worker never do.
+        # 20 requests at once in one process need 20 connections (each request holds one);
+        # gunicorn's 4 threads per worker never do.
         app = make_app(DATABASE_URL=url, DATABASE_POOL_SIZE=25)
         upgrade(app)
         people = make_people(app)

@@ -246,6 +246,25 @@ def test_activity_records_committed_work_only(people: People, migrated_app: Flas
     assert [a["kind"] for a in after] == [a["kind"] for a in feed]
 
 
+def test_a_change_and_its_activity_entry_commit_together(
+    people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = people.owner.project()
+    people.owner.task(project, title="Kept")
+    before = people.owner.get(f"{PROJECTS}/{project}/activity").get_json()
+
+    def broken(_self: object, _event: object) -> None:
+        raise RuntimeError("the activity feed cannot be written")
+
+    monkeypatch.setattr("plugins.tasks.activity.ActivityRecorder.__call__", broken)
+    response = people.owner.post(f"{PROJECTS}/{project}/tasks", {"title": "Lost"})
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    monkeypatch.undo()
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Kept"]  # rolled back
+    assert people.owner.get(f"{PROJECTS}/{project}/activity").get_json() == before
+
+
 def test_purge_done(people: People, migrated_app: Flask) -> None:
     project = people.owner.project()
     task = people.owner.task(project, status="done")
@@ -258,7 +277,7 @@ def test_purge_done(people: People, migrated_app: Flask) -> None:
     assert "deleted 1 done task(s)" in purged.output
     assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Still open"]
     assert people.owner.get(f"{PROJECTS}/{project}/tasks/{task['id']}").status_code == 404
-    # The command publishes the same event as deleting through the API (after its commit).
+    # The command publishes the same event as deleting through the API (in its transaction).
     latest = people.owner.get(f"{PROJECTS}/{project}/activity").get_json()[0]
     assert (latest["kind"], latest["actor"]) == ("task.deleted", "system")
     assert latest["detail"] == {"task_id": task["id"]}
