@@ -231,6 +231,15 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=-1),
         metadata={"description": "Seconds after which a pooled connection is replaced"},
     )
+    DATABASE_SQLITE_SYNCHRONOUS = ma.fields.String(
+        load_default="FULL",
+        validate=ma.validate.OneOf(["FULL", "NORMAL"]),
+        metadata={
+            "description": "SQLite (WAL) PRAGMA synchronous: FULL syncs every commit to disk; "
+            "NORMAL commits faster and cannot corrupt the database, but may lose the last "
+            "commits if the machine loses power or its OS crashes (not if the process dies)"
+        },
+    )
     PLUGINS = ma.fields.List(
         ma.fields.String(),
         load_default=None,
@@ -366,6 +375,7 @@ class HostConfig:
     DATABASE_KEEPALIVES_IDLE: int
     DATABASE_KEEPALIVES_INTERVAL: int
     DATABASE_KEEPALIVES_COUNT: int
+    DATABASE_SQLITE_SYNCHRONOUS: str
     PLUGINS: tuple[str, ...] | None
     PLUGINS_DISABLED: tuple[str, ...]
     PLUGINS_STRICT: bool

@@ -27,12 +27,23 @@ _SESSION = "powerstrip_session"
 DATABASE = "powerstrip.database"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+SQLITE_SYNCHRONOUS = frozenset({"FULL", "NORMAL"})
+
+
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    """Foreign keys, WAL, a busy timeout and ``synchronous`` on each new SQLite connection."""
+    if synchronous not in SQLITE_SYNCHRONOUS:  # never formatted into SQL unchecked
+        raise ValueError(f"SQLite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return on_connect
 
 
 def _timed(pool_class: type[Pool], on_wait: Callable[[float], None]) -> type[Pool]:
@@ -60,8 +71,10 @@ def make_engine(
     pool: dict[str, Any],
     on_wait: Callable[[float], None] | None = None,
     read_timeout: float | None = None,
+    sqlite_synchronous: str = "FULL",
 ) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+    """An engine for ``url``; SQLite gets foreign keys, WAL, a busy timeout and
+    ``sqlite_synchronous`` (FULL or NORMAL).
 
     :param on_wait: told the seconds each connection checkout waited (metrics)
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
@@ -76,7 +89,7 @@ def make_engine(
         elif on_wait is not None:
             options["poolclass"] = _timed(QueuePool, on_wait)
         engine = create_engine(parsed, hide_parameters=True, **options)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         return engine
     if on_wait is not None:
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}

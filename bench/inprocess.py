@@ -25,7 +25,10 @@ function's own time goes to the category of its module; a C function's (a driver
 Usage::
 
     .venv/bin/python bench/inprocess.py [--database sqlite|postgresql] [--requests 300]
-        [--batches 5] [--profile] [--scenarios list,insert] [--json out.json]
+        [--batches 5] [--profile] [--scenarios list,insert] [--json out.json] [--bare]
+
+``--bare``: the same figures for the bare app of bench/bare/ (the yardstick of
+bench/throughput.py: no authentication, limiter, access log or metrics), on SQLite.
 
 PostgreSQL: a temporary database on 127.0.0.1:5432 (user postgres), dropped at the end.
 """
@@ -241,7 +244,45 @@ class Bench:
         }
 
 
-def measure(run: Callable[[], int], requests: int, bench: Bench) -> tuple[float, float]:
+class BareBench:
+    """The bare app of bench/bare/ (the yardstick of bench/throughput.py), seeded alike: its
+    scenarios but ``list-key`` (it has no credentials)."""
+
+    def __init__(self, instance: Path) -> None:
+        os.environ["BARE_DATABASE_URL"] = f"sqlite:///{instance / 'bare.db'}"
+        from bench.bare import bare_app  # noqa: PLC0415 - reads BARE_DATABASE_URL
+
+        self.app: Flask = bare_app.app
+        self.client: FlaskClient = self.app.test_client()
+        self.statements = 0
+        event.listen(bare_app.engine, "before_cursor_execute", self._count)
+        created = self.app.test_cli_runner().invoke(args=["init-db"])
+        assert created.exit_code == 0, created.output
+        self.tasks = f"/api/v1/tasks/projects/{int(created.output)}/tasks"
+        for number in range(TASKS):
+            task = Bench._ok(self.client.post(self.tasks, json=Bench.body(number)))
+        self.task = f"{self.tasks}/{task['id']}"
+        self.inserted = TASKS
+
+    def _count(self, *_: Any) -> None:
+        self.statements += 1
+
+    def scenarios(self) -> dict[str, Callable[[], int]]:
+        client = self.client
+
+        def insert() -> int:
+            self.inserted += 1
+            return client.post(self.tasks, json=Bench.body(self.inserted)).status_code
+
+        return {
+            "live": lambda: client.get("/api/v1/health/live").status_code,
+            "list": lambda: client.get(f"{self.tasks}?page_size=20&cursor=").status_code,
+            "insert": insert,
+            "get-etag": lambda: client.get(self.task).status_code,
+        }
+
+
+def measure(run: Callable[[], int], requests: int, bench: Bench | BareBench) -> tuple[float, float]:
     """(CPU µs per request, SQL statements per request) of one batch; every answer 2xx."""
     before = bench.statements
     started = time.process_time()
@@ -329,22 +370,28 @@ def build(instance: Path, url: str) -> Flask:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--bare", action="store_true", help="the bare app of bench/bare/ instead (SQLite only)"
+    )
     parser.add_argument("--requests", type=int, default=25, help="requests per batch")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--scenarios", default="live,list,list-key,insert,get-etag")
     parser.add_argument("--profile", action="store_true", help="break one batch down")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
+    if args.bare and args.database != "sqlite":
+        parser.error("--bare runs on SQLite only")
     results: dict[str, Any] = {"database": args.database, "scenarios": {}}
     with (
         tempfile.TemporaryDirectory() as folder,
         database(args.database, Path(folder)) as url,
         quiet_stdout(),
     ):
-        app = build(Path(folder), url)
-        bench = Bench(app)
+        bench: Bench | BareBench = (
+            BareBench(Path(folder)) if args.bare else Bench(build(Path(folder), url))
+        )
         scenarios = bench.scenarios()
-        names = args.scenarios.split(",")
+        names = [name for name in args.scenarios.split(",") if name in scenarios]
         for name in names:
             run = scenarios[name]
             measure(run, 50, bench)  # warm up
@@ -364,8 +411,13 @@ def main() -> None:
                     attribute(profile, origin, "(frameworks)", wrapper), 15
                 )
             results["scenarios"][name] = entry
-        app.extensions["powerstrip.database"].engine.dispose()
-    print(f"\nIn-process cost on {args.database} ({args.requests} requests x {args.batches}):\n")
+        if not args.bare:
+            bench.app.extensions["powerstrip.database"].engine.dispose()
+    which = "the bare app" if args.bare else "Powerstrip"
+    print(
+        f"\nIn-process cost of {which} on {args.database} "
+        f"({args.requests} requests x {args.batches}):\n"
+    )
     print("| scenario | CPU µs/request | function calls/request | SQL statements/request |")
     print("|---|---:|---:|---:|")
     for name, entry in results["scenarios"].items():

@@ -22,10 +22,11 @@ server is unreachable). For each database it prints a Markdown table of medians 
 req/s, p50 and p99 latency, server CPU per request (utime + stime of the gunicorn workers from
 /proc/<pid>/stat around each wrk run, divided by the requests wrk completed) and the ratio of each
 Powerstrip figure to the bare app's; then each app's memory per worker (VmRSS and PSS after the
-run, medians: Powerstrip preloads the app in the master, whose pages its workers share, which
-RSS counts whole in each worker and PSS shares out) and its startup time (launching gunicorn to
-the first 200 of the live route, median over --starts starts). A row with any answer of status
-400 or above, or a socket error, counted by wrk is flagged: a benchmark of 429s is worthless.
+run, medians, and the master's and workers' PSS over the workers: Powerstrip preloads the app in
+the master, whose pages its workers share, which RSS counts whole in each worker and PSS shares
+out) and its startup time (launching gunicorn to the first 200 of the live route, median over
+--starts starts). A row with any answer of status 400 or above, or a socket error, counted by
+wrk is flagged: a benchmark of 429s is worthless.
 
 Powerstrip's default rate limit (300/minute per client address) would answer 429 to wrk from
 one address: the benchmark sets POWERSTRIP_RATELIMIT_DEFAULT='["1000000/minute"]' so the limiter
@@ -512,15 +513,16 @@ def table(title: str, outcome: dict[str, Any]) -> str:
         *(notes or ["wrk counted no answer of status >= 400 and no socket error."]),
         "",
         "| app | RSS per worker MiB (median) | PSS per worker MiB (median) "
-        "| startup to first 200 ms (median) |",
-        "|---|---:|---:|---:|",
+        "| PSS of master and workers over workers, MiB | startup to first 200 ms (median) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for app in APPS:
         rss, startup = outcome["rss_kib"][app], outcome["startup_s"][app]
-        pss = outcome["pss_kib"][app]
+        pss, master = outcome["pss_kib"][app], outcome["master_pss_kib"][app]
         lines.append(
             f"| {app} | {statistics.median(rss) / 1024:.1f} ({len(rss)} workers) "
             f"| {statistics.median(pss) / 1024:.1f} "
+            f"| {(master + sum(pss)) / len(pss) / 1024:.1f} "
             f"| {statistics.median(startup) * 1000:.0f} ({len(startup)} starts) |"
         )
     return "\n".join(lines)
@@ -613,11 +615,13 @@ def bench_database(
                     )
         rss = {app: [rss_kib(pid) for pid in servers[app].workers()] for app in APPS}
         pss = {app: [pss_kib(pid) for pid in servers[app].workers()] for app in APPS}
+        master = {app: pss_kib(servers[app].process.pid) for app in APPS}
         return {
             "runs": runs,
             "summary": summarise(runs),
             "rss_kib": rss,
             "pss_kib": pss,
+            "master_pss_kib": master,
             "startup_s": startup,
         }
 

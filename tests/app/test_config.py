@@ -96,6 +96,10 @@ def test_section_for_an_unknown_plugin_is_reported_with_its_env_name(
             r"key DATABASE_READ_TIMEOUT: must be longer than .* \(2500 ms\)",
         ),
         ({"DATABASE_READ_TIMEOUT": -1}, r"key DATABASE_READ_TIMEOUT: Must be greater than or"),
+        (
+            {"DATABASE_SQLITE_SYNCHRONOUS": "OFF"},
+            r"key DATABASE_SQLITE_SYNCHRONOUS: Must be one of",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(instance_path: Path, overrides: dict, pattern: str) -> None:  # type: ignore[type-arg]

@@ -58,6 +58,21 @@ def test_sqlite_has_foreign_keys_and_wal(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("FULL", 2), ("NORMAL", 1)])
+def test_sqlite_synchronous_is_a_setting_full_by_default(
+    make_app: AppFactory, tmp_path: Path, setting: str | None, pragma: int
+) -> None:
+    chosen = {} if setting is None else {"DATABASE_SQLITE_SYNCHRONOUS": setting}
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'sync.db'}", **chosen)
+    with app.extensions["powerstrip.database"].engine.connect() as connection:
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma
+
+
+def test_only_known_sqlite_synchronous_values_reach_the_pragma(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous must be one of"):
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool={}, sqlite_synchronous="OFF; --")
+
+
 def test_in_memory_sqlite_keeps_one_database() -> None:
     engine = make_engine("sqlite://", pool={})
     with engine.begin() as connection:
