@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.sansio.utils import host_is_trusted
 
+from app.db import SQLITE_SYNCHRONOUS
+
 ENV_PREFIX = "POWERSTRIP"
 CONFIG_FILE = "config.toml"
 DEFAULT_DATABASE = "powerstrip.db"
@@ -233,7 +235,7 @@ class HostConfigSchema(ma.Schema):
     )
     DATABASE_SQLITE_SYNCHRONOUS = ma.fields.String(
         load_default="FULL",
-        validate=ma.validate.OneOf(["FULL", "NORMAL"]),
+        validate=ma.validate.OneOf(sorted(SQLITE_SYNCHRONOUS)),
         metadata={
             "description": "SQLite (WAL) PRAGMA synchronous: FULL syncs every commit to disk; "
             "NORMAL commits faster and cannot corrupt the database, but may lose the last "

@@ -98,7 +98,7 @@ def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> N
     app.after_request(_retry_after_only_on_429)  # runs after the limiter's own hook
     limiter.init_app(app)
     # A request filter, not limiter.exempt(blueprint): an exempt blueprint's requests then skip
-    # flask-limiter's resolution of limits and exemptions (about 370 function calls a request),
+    # flask-limiter's resolution of limits and exemptions (live: 1,974 -> 1,793 function calls),
     # and the others skip its per-request scan of exempt blueprints. Same effect: no limit and
     # no X-RateLimit headers on these blueprints.
     exempt = frozenset(exempt_blueprints)
