@@ -26,9 +26,9 @@ from flask import Flask, Response, request
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
-from limits.storage import MemoryStorage
 from limits.strategies import RateLimiter
 
+from app import counters
 from app.config import HostConfig
 from app.metrics import METRICS, Metrics
 from powerstrip.contracts import HealthCheck
@@ -65,6 +65,13 @@ def _redis_timeouts(config: HostConfig) -> dict[str, float]:
     }
 
 
+def storage_uri(configured: str) -> str:
+    """The storage URI for ``limits``: ``memory://`` counts in :mod:`app.counters`."""
+    if urlsplit(configured).scheme == "memory":
+        return f"{counters.SCHEME}://"  # memory:// takes no options
+    return configured
+
+
 def make_limiter(config: HostConfig) -> Limiter:
     """The app's limiter: default limits per client address, counters in memory or Redis."""
     uses_redis = urlsplit(config.RATELIMIT_STORAGE_URI).scheme in REDIS_SCHEMES
@@ -75,7 +82,7 @@ def make_limiter(config: HostConfig) -> Limiter:
     return Limiter(
         get_remote_address,
         default_limits=list(config.RATELIMIT_DEFAULT),
-        storage_uri=config.RATELIMIT_STORAGE_URI,
+        storage_uri=storage_uri(config.RATELIMIT_STORAGE_URI),
         storage_options=options,
         headers_enabled=True,
         header_name_mapping={HeaderNames.RETRY_AFTER: _LIMITER_RETRY_AFTER},
@@ -197,7 +204,7 @@ class LimiterRateLimits:
                 extra={"error": type(exc).__name__},
             )
             if self._fallback is None:
-                self._fallback = type(strategy)(MemoryStorage())
+                self._fallback = type(strategy)(counters.LazyMemoryStorage())
             return operation(self._fallback)
 
 
