@@ -150,7 +150,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
             host_config,
             events,
             ratelimit.health_checks(host_config),
-            ratelimit.LimiterRateLimits(limiter, namespace),
+            ratelimit.LimiterRateLimits(limiter, namespace, ratelimit.storage_errors(host_config)),
             loader.Registry.of(records, [record.name for record in enabled]),
         ),
         auth.AuthModule(),

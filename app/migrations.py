@@ -26,27 +26,29 @@ import sysconfig
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote, urlparse
 
 import click
-import flask_migrate
-import flask_migrate.cli
-from alembic import command
-from alembic.autogenerate.api import AutogenContext
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.cli import with_appcontext
-from flask_migrate import Migrate
 from sqlalchemy.types import TypeDecorator
 
 from app.db import DATABASE, Database
 from app.loader import PluginRecord
 from powerstrip.db import Model
 from powerstrip.plugin import HOST_NAMESPACE
+
+if TYPE_CHECKING:
+    # Alembic and flask-migrate are imported by the functions that use them, when a command
+    # runs: a served app never needs them, and importing them (with Mako) cost a tenth of its
+    # startup and about 10 MiB of every worker's memory.
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.config import Config
+    from flask_migrate import Migrate
 
 MIGRATIONS = "powerstrip.migrations"
 ALEMBIC_DIRECTORY = Path(__file__).parent / "alembic"
@@ -75,6 +77,8 @@ class MigrationSettings:
 @with_appcontext
 def upgrade(sql: bool, tag: str | None, x_arg: tuple[str, ...], revision: str) -> None:
     """Upgrade to a later version (default: the head of the host's and every plugin's branch)."""
+    import flask_migrate  # noqa: PLC0415 - Alembic only when a command runs
+
     flask_migrate.upgrade(revision=revision, sql=sql, tag=tag, x_arg=list(x_arg))
 
 
@@ -94,21 +98,61 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     return False  # Alembic's own rendering
 
 
-def _db_group() -> click.Group:
-    """flask-migrate's ``db`` group (its options and callback), with our ``upgrade``."""
-    original: click.Group = flask_migrate.cli.db
-    return click.Group(
-        "db",
-        commands={**original.commands, "upgrade": upgrade},
-        callback=original.callback,
-        params=original.params,
-        help="Database migrations (Alembic): the host's branch and every enabled plugin's.",
-    )
+DB_HELP = "Database migrations (Alembic): the host's branch and every enabled plugin's."
+
+
+class DbGroup(click.Group):
+    """``flask db``: flask-migrate's group (its options, callback and commands) with our
+    ``upgrade``, loaded with Alembic when a ``db`` command runs, not when the app is built."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__("db", help=DB_HELP)
+        self._app = app
+        self._loaded: click.Group | None = None
+
+    def _group(self) -> click.Group:
+        if self._loaded is None:
+            import flask_migrate.cli  # noqa: PLC0415 - Alembic only when a command runs
+
+            original: click.Group = flask_migrate.cli.db
+            migrate_extension(self._app)
+            self.params, self.callback = original.params, original.callback
+            self._loaded = click.Group(
+                "db", commands={**original.commands, "upgrade": upgrade}, help=DB_HELP
+            )
+        return self._loaded
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self._group()  # the group's own options (--directory, --x-arg) are flask-migrate's
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._group().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._group().get_command(ctx, cmd_name)
+
+
+def migrate_extension(app: Flask) -> Migrate:
+    """flask-migrate's extension of ``app``, installed on first use (it imports Alembic)."""
+    found = app.extensions.get("migrate")
+    if found is not None:
+        migrate: Migrate = found.migrate
+        return migrate
+    from flask_migrate import Migrate  # noqa: PLC0415 - Alembic only when a command runs
+
+    settings: MigrationSettings = app.extensions[MIGRATIONS]
+    migrate = Migrate(directory=str(ALEMBIC_DIRECTORY), command="db")
+    migrate.configure(partial(_configure, settings.version_locations))
+    commands = dict(app.cli.commands)
+    migrate.init_app(app)
+    app.cli.commands = commands  # flask-migrate adds its own db group: ours stays
+    return migrate
 
 
 def alembic_config(app: Flask, *, plugin: str | None = None, autogenerate: bool = False) -> Config:
     """The Alembic configuration of ``app``, optionally scoped to one plugin's tables."""
-    migrate: Migrate = app.extensions["migrate"].migrate
+    migrate = migrate_extension(app)
     opts = ["autogenerate"] if autogenerate else None
     x_arg = [f"plugin={plugin}"] if plugin else None
     config: Config = migrate.get_config(opts=opts, x_arg=x_arg)
@@ -125,28 +169,25 @@ def init_app(app: Flask, enabled: list[PluginRecord]) -> None:
     ]
     database: Database = app.extensions[DATABASE]
     app.extensions[MIGRATIONS] = MigrationSettings(database, plugins, tuple(locations))
+    app.cli.add_command(DbGroup(app))
 
-    migrate = Migrate(directory=str(ALEMBIC_DIRECTORY), command="db")
 
-    def set_locations(config: Config) -> Config:
-        config.set_main_option("path_separator", "os")
-        config.set_main_option("version_locations", os.pathsep.join(locations))
-        if importlib.util.find_spec("ruff") is not None:  # format new revisions (dev installs)
-            config.set_section_option("post_write_hooks", "hooks", "ruff_fix, ruff_format")
-            for hook, options in (
-                ("ruff_fix", "check --fix-only --quiet"),
-                ("ruff_format", "format --quiet"),
-            ):
-                config.set_section_option("post_write_hooks", f"{hook}.type", "module")
-                config.set_section_option("post_write_hooks", f"{hook}.module", "ruff")
-                config.set_section_option(
-                    "post_write_hooks", f"{hook}.options", f"{options} REVISION_SCRIPT_FILENAME"
-                )
-        return config
-
-    migrate.configure(set_locations)
-    migrate.init_app(app)
-    app.cli.add_command(_db_group())  # replaces flask-migrate's group: upgrade means heads
+def _configure(locations: tuple[str, ...], config: Config) -> Config:
+    """flask-migrate's configure callback: every branch's versions, ruff on new revisions."""
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(locations))
+    if importlib.util.find_spec("ruff") is not None:  # format new revisions (dev installs)
+        config.set_section_option("post_write_hooks", "hooks", "ruff_fix, ruff_format")
+        for hook, options in (
+            ("ruff_fix", "check --fix-only --quiet"),
+            ("ruff_format", "format --quiet"),
+        ):
+            config.set_section_option("post_write_hooks", f"{hook}.type", "module")
+            config.set_section_option("post_write_hooks", f"{hook}.module", "ruff")
+            config.set_section_option(
+                "post_write_hooks", f"{hook}.options", f"{options} REVISION_SCRIPT_FILENAME"
+            )
+    return config
 
 
 def site_packages() -> tuple[Path, ...]:
@@ -195,6 +236,9 @@ def make_revision(app: Flask, record: PluginRecord, message: str) -> str:
         if directives and directives[0].upgrade_ops.is_empty():
             empty.append(True)
             directives.clear()
+
+    from alembic import command  # noqa: PLC0415 - Alembic only when a command runs
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
 
     with app.app_context():
         config = alembic_config(app, plugin=record.name, autogenerate=True)
@@ -299,6 +343,8 @@ def unmigrated_tables(app: Flask, records: Mapping[str, PluginRecord]) -> dict[s
     ``upgrade()``, which is what autogenerate writes. ``flask db check`` remains the full
     comparison (columns, indexes, types) against a migrated database.
     """
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - Alembic only when it runs
+
     with app.app_context():
         script = ScriptDirectory.from_config(alembic_config(app))
         files = [Path(rev.path) for rev in reversed(list(script.walk_revisions()))]

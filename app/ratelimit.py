@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
 from operator import methodcaller
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urlsplit
 
-import redis
 from flask import Flask, Response, request
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
@@ -33,6 +33,11 @@ from app.config import HostConfig
 from app.metrics import METRICS, Metrics
 from powerstrip.contracts import HealthCheck
 from powerstrip.problems import Problem
+
+if TYPE_CHECKING:
+    # redis is imported only where Redis holds the counters: importing it (with the
+    # OpenTelemetry SDK it pulls in) took about a tenth of the app's startup.
+    import redis
 
 log = logging.getLogger(__name__)
 PER_PROCESS_WARNING = (
@@ -162,9 +167,13 @@ class LimiterRateLimits:
     once the limiter has noticed).
     """
 
-    def __init__(self, limiter: Limiter, namespace: str) -> None:
+    def __init__(
+        self, limiter: Limiter, namespace: str, errors: tuple[type[Exception], ...] = (OSError,)
+    ) -> None:
+        """``errors``: what the storage raises when unreachable (:func:`storage_errors`)."""
         self._limiter = limiter
         self._namespace = namespace
+        self._errors = errors
         self._fallback: RateLimiter | None = None
 
     def hit(self, key: str, limit: str, *, detail: str = "Too many attempts.") -> None:
@@ -198,7 +207,7 @@ class LimiterRateLimits:
         strategy = self._limiter.limiter  # its in-memory fallback once the limiter noticed
         try:
             return operation(strategy)
-        except (redis.RedisError, OSError) as exc:
+        except self._errors as exc:
             log.warning(
                 "rate limit storage unreachable: counting in memory",
                 extra={"error": type(exc).__name__},
@@ -208,11 +217,22 @@ class LimiterRateLimits:
             return operation(self._fallback)
 
 
+def storage_errors(config: HostConfig) -> tuple[type[Exception], ...]:
+    """What the configured storage raises when it cannot be reached."""
+    if urlsplit(config.RATELIMIT_STORAGE_URI).scheme not in REDIS_SCHEMES:
+        return (OSError,)
+    import redis  # noqa: PLC0415 - only with Redis (see the module's imports)
+
+    return (redis.RedisError, OSError)
+
+
 def health_checks(config: HostConfig) -> list[HealthCheck]:
     """A readiness check of the Redis holding the counters, when Redis holds them."""
     uri = config.RATELIMIT_STORAGE_URI
     if urlsplit(uri).scheme not in REDIS_SCHEMES:
         return []
+    import redis  # noqa: PLC0415 - only with Redis (see the module's imports)
+
     # Creating the client does no I/O; each probe pings with the limiter's bounded timeouts.
     client = redis.Redis.from_url(uri, **_redis_timeouts(config))
 
@@ -224,5 +244,6 @@ def health_checks(config: HostConfig) -> list[HealthCheck]:
 
 def redis_client(limiter: Limiter) -> redis.Redis | None:
     """The Redis client holding the limiter's counters (after ``init_app``), if Redis does."""
+    loaded = sys.modules.get("redis")  # not loaded: no storage of the limiter is a Redis
     client = getattr(limiter.storage, "storage", None)
-    return client if isinstance(client, redis.Redis) else None
+    return client if loaded is not None and isinstance(client, loaded.Redis) else None

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 import inspect as pyinspect
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +33,8 @@ from powerstrip.db import Model
 from tests.conftest import AppFactory
 from tests.plugin_fixtures import Installer, plugin_source
 from tests.services import temporary_postgres_database
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -373,3 +378,44 @@ def test_tables_created_follows_the_revisions_in_order(tmp_path: Path) -> None:
     assert tables_created([first]) == {"x_a", "x_b", "x_c"}
     assert tables_created([first, second]) == {"x_a", "x_b", "x_d"}
     assert tables_created([second]) == {"x_a", "x_d"}
+
+
+def test_db_group_is_flask_migrates_with_our_upgrade(app: Flask) -> None:
+    result = db(app, "--help")
+    assert result.exit_code == 0, result.output
+    assert "-d, --directory" in result.output  # flask-migrate's group options
+    assert "downgrade" in result.output
+    upgrade = db(app, "upgrade", "--help")
+    assert "(default: the head of the host's" in upgrade.output  # ours
+    assert "migrate" in app.extensions  # installed when the group ran
+    assert isinstance(app.cli.commands["db"], host_migrations.DbGroup)  # and still ours
+
+
+def loaded_by_serving(env: dict[str, str]) -> list[str]:
+    """Which of Alembic, flask-migrate, Mako and redis a fresh process has after
+    ``import wsgi`` (the app gunicorn serves) in ``env``."""
+    heavy = ("alembic", "flask_migrate", "mako", "redis")
+    probe = f"import sys, wsgi; print(*(m for m in {heavy!r} if m in sys.modules))"
+    served = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return served.stdout.split()
+
+
+def test_a_served_app_imports_neither_alembic_nor_redis(tmp_path: Path) -> None:
+    """They cost a third of a second of startup and MiBs per worker; only commands use
+    Alembic, and only a redis:// rate-limit storage needs Redis."""
+    env = {
+        "POWERSTRIP_INSTANCE_PATH": str(tmp_path),
+        "POWERSTRIP_ENVIRONMENT": "development",
+        "POWERSTRIP_DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}",
+    }
+    assert loaded_by_serving(env) == []
+    redis_url = {"POWERSTRIP_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15"}
+    assert loaded_by_serving(env | redis_url) == ["redis"]
