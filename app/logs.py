@@ -49,7 +49,7 @@ class RequestIdFilter(logging.Filter):
     trace and span ids while a span is current (tracing on: app.tracing)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if has_request_context() and "request_id" in g and not hasattr(record, "request_id"):
+        if not hasattr(record, "request_id") and has_request_context() and "request_id" in g:
             record.request_id = g.request_id
         trace = sys.modules.get("opentelemetry.trace")  # never imported while tracing is off
         if trace is not None and not hasattr(record, "trace_id"):
@@ -153,19 +153,25 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or _request_id_from_header()
     response.headers[REQUEST_ID_HEADER] = request_id
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
     started = g.get("request_started", time.perf_counter())
-    access_log.info(
-        "request",
-        extra={
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "remote_addr": request.remote_addr,
-            "request_id": request_id,
-        },
+    rule = request.url_rule
+    fields = {
+        "method": request.method,
+        "route": rule.rule if rule else None,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "remote_addr": request.remote_addr,
+        "request_id": request_id,
+    }
+    # What access_log.info() does, less its walk up the stack for the caller's file, line and
+    # function: they are always these, and the JSON line does not print them.
+    record = access_log.makeRecord(
+        access_log.name, logging.INFO, __file__, 0, "request", (), None, "access", fields
     )
+    access_log.handle(record)
     return response
 
 
