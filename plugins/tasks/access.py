@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from injector import inject
 
-from plugins.tasks.models import Project
+from plugins.tasks.models import Project, Task
 from plugins.tasks.repository import TasksRepository
 from powerstrip import Caller, Problem
 
@@ -12,6 +12,7 @@ USE = "tasks:use"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
 READ, WRITE, MANAGE = "viewer", "editor", "owner"
 NO_SUCH_PROJECT = "No such project."
+NO_SUCH_TASK = "No such task."
 
 
 class Access:
@@ -32,6 +33,18 @@ class Access:
             raise Problem(404, NO_SUCH_PROJECT)
         _require(found[1], need)
         return found[0]
+
+    def task(self, caller: Caller, project_id: int, task_id: int, need: str) -> Task:
+        """The project's task ``task_id``, if ``caller`` holds at least role ``need`` in the
+        project (one query): 404 for a non-member, then 403, then 404 for no such task."""
+        found = self._repository.role_and_task(project_id, task_id, caller.subject)
+        if found is None:
+            raise Problem(404, NO_SUCH_PROJECT)
+        role, task = found
+        _require(role, need)
+        if task is None:
+            raise Problem(404, NO_SUCH_TASK)
+        return task
 
 
 def _require(role: str | None, need: str) -> None:

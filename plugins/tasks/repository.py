@@ -30,6 +30,13 @@ _MEMBERS = Member.__table__.c
 _ROLE = select(_MEMBERS.role).where(
     _MEMBERS.project_id == bindparam("project_id"), _MEMBERS.principal == bindparam("principal")
 )
+# A membership and one task of its project (NULLs when the project has no such task).
+_ROLE_AND_TASK = (
+    select(Member.role, Task)
+    .select_from(Member)
+    .outerjoin(Task, and_(Task.id == bindparam("task_id"), Task.project_id == Member.project_id))
+    .where(Member.project_id == bindparam("project_id"), Member.principal == bindparam("principal"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,17 @@ class TasksRepository:
         )
         return role
 
+    def role_and_task(
+        self, project_id: int, task_id: int, principal: str
+    ) -> tuple[str, Task | None] | None:
+        """A principal's role in a project and the project's task ``task_id`` (None if it has
+        no such task), in one query; None when not a member."""
+        row = self.session.execute(
+            _ROLE_AND_TASK,
+            {"project_id": project_id, "task_id": task_id, "principal": principal},
+        ).first()
+        return None if row is None else (row[0], row[1])
+
     def project_with_role(self, project_id: int, principal: str) -> tuple[Project, str] | None:
         """A project and a principal's role in it, in one query; None when not a member."""
         row = self.session.execute(
@@ -134,11 +152,6 @@ class TasksRepository:
             .where(Member.principal == principal)
         )
         return fetch_page(self.session, query, paging, order=[Project.id.asc()])
-
-    def task(self, project_id: int, task_id: int) -> Task | None:
-        """A task of a project."""
-        task = self.session.get(Task, task_id)
-        return task if task is not None and task.project_id == project_id else None
 
     def _filtered(self, project_id: int, where: TaskFilter) -> Select[Task]:
         query = select(Task).where(Task.project_id == project_id)

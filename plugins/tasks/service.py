@@ -26,7 +26,6 @@ from powerstrip import (
     PageRequest,
     Precondition,
     Principal,
-    Problem,
     UnitOfWork,
 )
 
@@ -71,8 +70,7 @@ class TaskService:
 
     def get(self, principal: Principal, project_id: int, task_id: int) -> Task:
         """A task of a project the caller is a member of."""
-        self._access.check(principal.require(USE), project_id, READ)
-        return self._found(project_id, task_id)
+        return self._access.task(principal.require(USE), project_id, task_id, READ)
 
     def page(
         self,
@@ -103,8 +101,7 @@ class TaskService:
         """
         caller = principal.require(USE)
         with self._uow:
-            self._access.check(caller, project_id, WRITE)
-            task = self._found(project_id, task_id)
+            task = self._access.task(caller, project_id, task_id, WRITE)
             expected.check(task)
             was_done = task.status == "done"
             now = self._clock.now()
@@ -133,8 +130,7 @@ class TaskService:
         """Delete a task (editors)."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.check(caller, project_id, WRITE)
-            task = self._found(project_id, task_id)
+            task = self._access.task(caller, project_id, task_id, WRITE)
             expected.check(task)
             self._repository.delete(task)
             self._events.publish(
@@ -159,12 +155,6 @@ class TaskService:
                     TaskDeleted(project_id=project_id, actor=SYSTEM_ACTOR, task_id=task_id)
                 )
         return len(purged)
-
-    def _found(self, project_id: int, task_id: int) -> Task:
-        task = self._repository.task(project_id, task_id)
-        if task is None:
-            raise Problem(404, "No such task.")
-        return task
 
 
 def _apply(task: Task, data: dict[str, Any], now: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Flask
 
@@ -70,6 +71,36 @@ def test_non_members_get_404_so_existence_does_not_leak(people: People) -> None:
     assert people.alice.get(f"{PROJECTS}/{project + 1000}").status_code == 404
     assert people.alice.get(f"{PROJECTS}/{project}/tasks").status_code == 404
     assert people.alice.post(f"{PROJECTS}/{project}/tasks", {"title": "x"}).status_code == 404
+
+
+def test_a_task_is_found_by_membership_then_role_then_existence(people: People) -> None:
+    """One query reads the caller's role and the task: non-members get the project's 404
+    (even for a task that exists), then too low a role its 403, then a missing task 404."""
+    project, other = people.owner.project(), people.owner.project()
+    task = people.owner.task(project)["id"]
+    elsewhere = people.owner.task(other)["id"]
+    assert (
+        people.owner.put(
+            f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "viewer"}
+        ).status_code
+        == 200
+    )
+
+    def detail(response: Any, status: int) -> str:
+        assert response.status_code == status, response.get_json()
+        return str(response.get_json()["detail"])
+
+    tasks = f"{PROJECTS}/{project}/tasks"
+    assert detail(people.bob.get(f"{tasks}/{task}"), 404) == "No such project."
+    assert people.alice.get(f"{tasks}/{task}").get_json()["id"] == task
+    assert detail(people.alice.get(f"{tasks}/{elsewhere}"), 404) == "No such task."
+    assert detail(people.alice.delete(f"{tasks}/999999", **{"If-Match": '"x"'}), 403).startswith(
+        "This needs the editor role"
+    )
+    assert detail(people.owner.get(f"{tasks}/{elsewhere}"), 404) == "No such task."
+    assert detail(people.owner.delete(f"{tasks}/999999", **{"If-Match": '"x"'}), 404) == (
+        "No such task."
+    )
 
 
 def test_roles_viewer_editor_owner(people: People) -> None:
