@@ -10,7 +10,7 @@ from powerstrip import Caller, Problem
 
 USE = "tasks:use"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
-READ, WRITE, MANAGE = "viewer", "editor", "owner"
+READ, WRITE, MANAGE = "viewer", "editor", "owner"  # READ: the least role (every member reads)
 NO_SUCH_PROJECT = "No such project."
 NO_SUCH_TASK = "No such task."
 

@@ -176,12 +176,23 @@ class TasksRepository:
         return query
 
     def tasks(
-        self, project_id: int, where: TaskFilter, sort: Sort, paging: PageRequest
+        self,
+        project_id: int,
+        where: TaskFilter,
+        sort: Sort,
+        paging: PageRequest,
+        *,
+        member: str | None = None,
     ) -> Page[Task]:
-        """A page of a project's tasks: by page number or after a cursor."""
-        return fetch_page(
-            self.session, self._filtered(project_id, where), paging, order=sort.order()
-        )
+        """A page of a project's tasks: by page number or after a cursor. With ``member``, the
+        query itself requires that principal's membership: no rows for a non-member."""
+        query = self._filtered(project_id, where)
+        if member is not None:
+            membership = select(_MEMBERS.role).where(
+                _MEMBERS.project_id == project_id, _MEMBERS.principal == member
+            )
+            query = query.where(membership.exists())
+        return fetch_page(self.session, query, paging, order=sort.order())
 
     def activity(self, project_id: int, limit: int) -> Sequence[Activity]:
         """A project's latest activity, newest first."""

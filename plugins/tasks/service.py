@@ -80,9 +80,17 @@ class TaskService:
         sort: Sort,
         paging: PageRequest,
     ) -> Page[Task]:
-        """A page of the project's tasks (by page number or keyset cursor)."""
-        self._access.check(principal.require(USE), project_id, READ)
-        return self._repository.tasks(project_id, where, sort, paging)
+        """A page of the project's tasks (by page number or keyset cursor).
+
+        Every member may read (``READ`` is the least role), so the page query itself requires
+        the caller's membership; only an empty page needs the role check that tells a
+        non-member (404) from an empty list: one statement fewer for every other page.
+        """
+        caller = principal.require(USE)
+        page = self._repository.tasks(project_id, where, sort, paging, member=caller.subject)
+        if not page.items:
+            self._access.check(caller, project_id, READ)
+        return page
 
     def update(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.plugins.tasks.conftest import PROJECTS, People
@@ -101,6 +102,31 @@ def test_a_task_is_found_by_membership_then_role_then_existence(people: People) 
     assert detail(people.owner.delete(f"{tasks}/999999", **{"If-Match": '"x"'}), 404) == (
         "No such task."
     )
+
+
+@pytest.mark.parametrize("query", ["", "?cursor=", "?total=true", "?page=2&page_size=1"])
+def test_a_list_is_a_members_even_when_empty_and_a_non_members_404(
+    people: People, query: str
+) -> None:
+    """The page query requires membership itself; an empty page falls back to the role check
+    (a non-member's page is empty too)."""
+    full, empty = people.owner.project(), people.owner.project()
+    people.owner.task(full)
+    for project in (full, empty):
+        assert (
+            people.owner.put(
+                f"{PROJECTS}/{project}/members/{people.alice.user_id}", {"role": "viewer"}
+            ).status_code
+            == 200
+        )
+    listed = people.alice.get(f"{PROJECTS}/{full}/tasks{query}")
+    assert listed.status_code == 200
+    assert len(listed.get_json()) == (0 if "page=2" in query else 1)
+    assert people.alice.get(f"{PROJECTS}/{empty}/tasks{query}").get_json() == []
+    for project in (full, empty):
+        refused = people.bob.get(f"{PROJECTS}/{project}/tasks{query}")
+        assert refused.status_code == 404
+        assert refused.get_json()["detail"] == "No such project."
 
 
 def test_roles_viewer_editor_owner(people: People) -> None:
