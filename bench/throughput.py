@@ -33,8 +33,14 @@ one address: the benchmark sets POWERSTRIP_RATELIMIT_DEFAULT='["1000000/minute"]
 still runs (its cost is part of the figures) but never refuses. Access tokens are made to live
 1440 minutes (the maximum) so that one login outlives the run.
 
+``--baseline DIR`` adds a third app to the same interleaved rounds: Powerstrip as checked out
+in DIR (an earlier commit: ``git worktree add --detach DIR <commit>``), run with this checkout's
+virtual environment, so that a change's before and after come from one run on one machine
+(two runs differ by more than most changes: the machine's speed swings).
+
 Usage: .venv/bin/python bench/throughput.py [--rounds 3] [--duration 10] [--connections 32]
        [--threads 2] [--warmup 2] [--starts 3] [--databases sqlite,postgresql] [--json FILE]
+       [--baseline DIR]
 or `make bench BENCH_ARGS="--rounds 1 --duration 3"`. Needs wrk (Debian/Ubuntu: sudo apt-get
 install wrk).
 """
@@ -73,7 +79,7 @@ STARTUP_SECONDS = 60
 SEED_TASKS = 200
 LIVE = "/api/v1/health/live"
 SCENARIOS = ("live", "list", "list-key", "insert", "get-etag")
-APPS = ("bare", "powerstrip")
+APPS = ("bare", "powerstrip")  # and "baseline" with --baseline
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")  # medians over rounds, and ratios
 DATABASES = ("sqlite", "postgresql")
 CLOCK_TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
@@ -198,13 +204,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def started(
-    name: str, command: list[str], env: dict[str, str], log: Path, port: int
+    name: str, command: list[str], env: dict[str, str], log: Path, port: int, root: Path = ROOT
 ) -> Iterator[tuple[Server, float]]:
-    """A gunicorn started, once its live route answered 200 and its workers are up; stopped on
-    leaving. Also yields the seconds from launching it to that first 200."""
+    """A gunicorn started in ``root``, once its live route answered 200 and its workers are up;
+    stopped on leaving. Also yields the seconds from launching it to that first 200."""
     begin = time.perf_counter()
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=out)
     server = Server(name, process, port, log)
     try:
         while True:
@@ -259,10 +265,10 @@ def powerstrip_env(instance: Path, database_url: str | None) -> dict[str, str]:
     return env
 
 
-def run(command: list[str], env: dict[str, str]) -> str:
-    """A command's output; its output and status in the error when it fails."""
+def run(command: list[str], env: dict[str, str], root: Path = ROOT) -> str:
+    """A command's output (run in ``root``); its output and status in the error when it fails."""
     result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed:\n{result.stdout}{result.stderr}")
@@ -271,33 +277,38 @@ def run(command: list[str], env: dict[str, str]) -> str:
 
 @dataclass
 class App:
-    """How to prepare and start one of the two apps on one database."""
+    """How to prepare and start one of the apps on one database."""
 
     name: str
     command: list[str]
     env: dict[str, str]
     folder: Path
+    root: Path = ROOT
 
     def start(self) -> AbstractContextManager[tuple[Server, float]]:
         port = free_port()
         env = self.env | {"GUNICORN_BIND": f"127.0.0.1:{port}"}
-        if self.name == "powerstrip":  # its metrics port, never a fixed one (9464)
+        if self.name != "bare":  # Powerstrip's metrics port, never a fixed one (9464)
             env["POWERSTRIP_METRICS_PORT"] = str(free_port())
-        return started(self.name, self.command, env, self.folder / "gunicorn.log", port)
+        log = self.folder / "gunicorn.log"
+        return started(self.name, self.command, env, log, port, self.root)
 
 
-def prepare_powerstrip(folder: Path, database_url: str | None) -> tuple[App, str, str]:
-    """Migrate Powerstrip's database and create its admin, as `make run` and the README say."""
+def prepare_powerstrip(
+    folder: Path, database_url: str | None, name: str = "powerstrip", root: Path = ROOT
+) -> tuple[App, str, str]:
+    """Migrate Powerstrip's database and create its admin, as `make run` and the README say;
+    Powerstrip as checked out in ``root``."""
     instance = folder / "instance"
     instance.mkdir()
     (instance / "config.toml").write_text('ENVIRONMENT = "development"\n')  # as make run writes
     env = powerstrip_env(instance, database_url)
     flask = [str(BIN / "flask"), "--app", "wsgi"]
-    run([*flask, "db", "upgrade"], env)
+    run([*flask, "db", "upgrade"], env, root)
     email, password = "admin@bench.example.com", uuid.uuid4().hex
-    run([*flask, "accounts", "create-admin", "--email", email, "--password", password], env)
+    run([*flask, "accounts", "create-admin", "--email", email, "--password", password], env, root)
     command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"]
-    return App("powerstrip", command, env, folder), email, password
+    return App(name, command, env, folder, root), email, password
 
 
 def prepare_bare(folder: Path, database_url: str | None) -> tuple[App, int]:
@@ -446,12 +457,13 @@ def drive(server: Server, scenario: str, args: argparse.Namespace, seconds: int)
     }
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Medians over rounds per scenario and app; Powerstrip's ratios to the bare app's."""
+def summarise(runs: list[dict[str, Any]], apps: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Medians over rounds per scenario and app; each Powerstrip's ratios to the bare app's
+    (under ``ratio``: ``powerstrip``'s, under ``ratios``: every one's by app)."""
     summary: dict[str, dict[str, Any]] = {}
     for scenario in SCENARIOS:
         row: dict[str, Any] = {}
-        for app in APPS:
+        for app in apps:
             own = "list" if (app, scenario) == ("bare", "list-key") else scenario
             mine = [r for r in runs if r["app"] == app and r["scenario"] == own]
             if not mine:
@@ -465,9 +477,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 "workers_restarted": any(r["workers_restarted"] for r in mine),
                 "flagged": any(r["flagged"] for r in mine),
             }
-        if "bare" in row and "powerstrip" in row:
-            bare, mine = row["bare"], row["powerstrip"]
-            row["ratio"] = {k: mine[k] / bare[k] if bare[k] else None for k in METRICS}
+        row["ratios"] = {
+            app: {k: row[app][k] / row["bare"][k] if row["bare"][k] else None for k in METRICS}
+            for app in apps
+            if app != "bare" and app in row and "bare" in row
+        }
+        if "powerstrip" in row["ratios"]:
+            row["ratio"] = row["ratios"]["powerstrip"]
         summary[scenario] = row
     return summary
 
@@ -476,20 +492,18 @@ def times(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
-def table(title: str, outcome: dict[str, Any]) -> str:
+def table(title: str, outcome: dict[str, Any], apps: tuple[str, ...] = APPS) -> str:
     """The Markdown tables of one database."""
     lines = [
         f"### {title}",
         "",
-        "| scenario | bare req/s | powerstrip req/s | ratio | bare p50/p99 ms "
-        "| powerstrip p50/p99 ms | bare CPU µs/req | powerstrip CPU µs/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | app | req/s | ratio | p50 / p99 ms | CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     notes = []
     for scenario, row in outcome["summary"].items():
-        bare, mine, ratio = row["bare"], row["powerstrip"], row["ratio"]
         name = scenario
-        for app in APPS:
+        for app in apps:
             if row[app]["flagged"]:
                 name = f"{scenario} **FLAGGED**"
                 notes.append(
@@ -497,26 +511,35 @@ def table(title: str, outcome: dict[str, Any]) -> str:
                     f"{row[app]['socket_errors']} socket errors of {row[app]['requests']} "
                     f"requests{'; a worker restarted' if row[app]['workers_restarted'] else ''}"
                 )
-        lines.append(
-            f"| {name} | {bare['rps']:.0f} | {mine['rps']:.0f} | {times(ratio['rps'])} "
-            f"| {bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} "
-            f"| {mine['p50_ms']:.1f} / {mine['p99_ms']:.1f} "
-            f"({times(ratio['p50_ms'])} / {times(ratio['p99_ms'])}) "
-            f"| {bare['cpu_us_per_request']:.0f} "
-            f"| {mine['cpu_us_per_request']:.0f} ({times(ratio['cpu_us_per_request'])}) |"
-        )
+        for app in apps:
+            mine = row[app]
+            ratio = row["ratios"].get(app)
+            shown = (
+                ("-", "", "")  # the bare app
+                if ratio is None
+                else (
+                    times(ratio["rps"]),
+                    f" ({times(ratio['p50_ms'])} / {times(ratio['p99_ms'])})",
+                    f" ({times(ratio['cpu_us_per_request'])})",
+                )
+            )
+            lines.append(
+                f"| {name} | {app} | {mine['rps']:.0f} | {shown[0]} "
+                f"| {mine['p50_ms']:.1f} / {mine['p99_ms']:.1f}{shown[1]} "
+                f"| {mine['cpu_us_per_request']:.0f}{shown[2]} |"
+            )
     lines += [
         "",
-        "Medians over rounds. ratio: Powerstrip's req/s over the bare app's; in the Powerstrip "
-        "columns, Powerstrip's figure over the bare app's. list-key: the bare app has no "
-        "credentials, its figures are its list's.",
+        "Medians over rounds. ratio: the app's req/s over the bare app's; in brackets, its "
+        "latencies and CPU over the bare app's. list-key: the bare app has no credentials, "
+        "its figures are its list's.",
         *(notes or ["wrk counted no answer of status >= 400 and no socket error."]),
         "",
         "| app | RSS per worker MiB (median) | PSS per worker MiB (median) "
         "| PSS of master and workers over workers, MiB | startup to first 200 ms (median) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for app in APPS:
+    for app in apps:
         rss, startup = outcome["rss_kib"][app], outcome["startup_s"][app]
         pss, master = outcome["pss_kib"][app], outcome["master_pss_kib"][app]
         lines.append(
@@ -529,22 +552,22 @@ def table(title: str, outcome: dict[str, Any]) -> str:
 
 
 @contextmanager
-def postgres_databases(admin_url: str) -> Iterator[tuple[str, str]]:
-    """Two fresh databases (Powerstrip's, the bare app's), dropped on leaving."""
+def postgres_databases(admin_url: str, apps: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """A fresh database for each app, dropped on leaving."""
     token = uuid.uuid4().hex[:12]
-    names = (f"bench_{token}_powerstrip", f"bench_{token}_bare")
+    names = {app: f"bench_{token}_{app}" for app in apps}
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     created: list[str] = []
     try:
         with admin.connect() as connection:
-            for name in names:
+            for name in names.values():
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
                 created.append(name)
         url = make_url(admin_url)
-        yield (
-            url.set(database=names[0]).render_as_string(hide_password=False),
-            url.set(database=names[1]).render_as_string(hide_password=False),
-        )
+        yield {
+            app: url.set(database=name).render_as_string(hide_password=False)
+            for app, name in names.items()
+        }
     finally:
         with admin.connect() as connection:
             for name in created:
@@ -565,60 +588,86 @@ def postgres_unreachable(admin_url: str) -> str | None:
     return None
 
 
+def start_all(
+    stack: ExitStack, apps: dict[str, App], starts: int
+) -> tuple[dict[str, Server], dict[str, list[float]]]:
+    """Each app started ``starts`` times, one after the other; the last starts stay up (until
+    ``stack`` closes). The servers, and each app's seconds to its first 200."""
+    startup: dict[str, list[float]] = {app: [] for app in apps}
+    for _ in range(starts - 1):  # starts only timed
+        for name, app in apps.items():
+            with app.start() as (_, seconds):
+                startup[name].append(seconds)
+    servers: dict[str, Server] = {}
+    for name, app in apps.items():
+        servers[name], seconds = stack.enter_context(app.start())
+        startup[name].append(seconds)
+    return servers, startup
+
+
+def interleaved_rounds(
+    database: str, servers: dict[str, Server], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every scenario on every app in turn, ``args.rounds`` times: each wrk run's figures."""
+    runs = []
+    for number in range(1, args.rounds + 1):
+        for scenario in SCENARIOS:
+            for app, server in servers.items():
+                if scenario not in server.requests:
+                    continue
+                result = drive(server, scenario, args, args.duration)
+                runs.append(result | {"round": number})
+                say(
+                    f"{database}: round {number} {scenario:8} {app:10} "
+                    f"{result['rps']:8.0f} req/s  p99 {result['p99_ms']:6.1f} ms"
+                    f"{'  FLAGGED' if result['flagged'] else ''}"
+                )
+    return runs
+
+
 def bench_database(
-    database: str, args: argparse.Namespace, urls: tuple[str | None, str | None]
+    database: str, args: argparse.Namespace, urls: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """Both apps on one database: startups, seeding, warm-up, the interleaved rounds."""
+    """The apps on one database (``urls`` by app; None: SQLite): startups, seeding, warm-up,
+    the interleaved rounds."""
+    names: tuple[str, ...] = args.apps
     with ExitStack() as stack:
         folders = {
             app: Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{app}-")))
-            for app in APPS
+            for app in names
         }
         say(f"{database}: migrating, creating the admin and the bare app's tables")
-        powerstrip, email, password = prepare_powerstrip(folders["powerstrip"], urls[0])
-        bare, project_id = prepare_bare(folders["bare"], urls[1])
-        apps = {"bare": bare, "powerstrip": powerstrip}
-        startup: dict[str, list[float]] = {app: [] for app in APPS}
+        bare, project_id = prepare_bare(folders["bare"], urls["bare"] if urls else None)
+        apps = {"bare": bare}
+        logins = {}
+        for app in names[1:]:
+            root = args.baseline if app == "baseline" else ROOT
+            apps[app], *login = prepare_powerstrip(
+                folders[app], urls[app] if urls else None, app, root
+            )
+            logins[app] = login
         say(f"{database}: starting each app {args.starts} times")
-        for _ in range(args.starts - 1):  # starts only timed; the last one serves the rounds
-            for app in APPS:
-                with apps[app].start() as (_, seconds):
-                    startup[app].append(seconds)
-        servers: dict[str, Server] = {}
-        for app in APPS:
-            servers[app], seconds = stack.enter_context(apps[app].start())
-            startup[app].append(seconds)
+        servers, startup = start_all(stack, apps, args.starts)
         say(f"{database}: seeding {SEED_TASKS} tasks, warming up {args.warmup} s per scenario")
         seed_bare(servers["bare"], project_id)
-        seed_powerstrip(servers["powerstrip"], email, password)
-        listed = {app: [task["title"] for task in preflight(servers[app], "list")] for app in APPS}
-        if listed["bare"] != listed["powerstrip"] or len(listed["bare"]) != 20:
+        for app, (email, password) in logins.items():
+            seed_powerstrip(servers[app], email, password)
+        listed = {app: [task["title"] for task in preflight(servers[app], "list")] for app in names}
+        if any(titles != listed["bare"] for titles in listed.values()) or len(listed["bare"]) != 20:
             raise RuntimeError(f"the apps list different tasks: {listed}")
         for scenario in SCENARIOS:
-            for app in APPS:
+            for app in names:
                 if scenario in servers[app].requests:
                     preflight(servers[app], scenario)
                     if args.warmup > 0:
                         drive(servers[app], scenario, args, args.warmup)
-        runs = []
-        for number in range(1, args.rounds + 1):
-            for scenario in SCENARIOS:
-                for app in APPS:
-                    if scenario not in servers[app].requests:
-                        continue
-                    result = drive(servers[app], scenario, args, args.duration)
-                    runs.append(result | {"round": number})
-                    say(
-                        f"{database}: round {number} {scenario:8} {app:10} "
-                        f"{result['rps']:8.0f} req/s  p99 {result['p99_ms']:6.1f} ms"
-                        f"{'  FLAGGED' if result['flagged'] else ''}"
-                    )
-        rss = {app: [rss_kib(pid) for pid in servers[app].workers()] for app in APPS}
-        pss = {app: [pss_kib(pid) for pid in servers[app].workers()] for app in APPS}
-        master = {app: pss_kib(servers[app].process.pid) for app in APPS}
+        runs = interleaved_rounds(database, servers, args)
+        rss = {app: [rss_kib(pid) for pid in servers[app].workers()] for app in names}
+        pss = {app: [pss_kib(pid) for pid in servers[app].workers()] for app in names}
+        master = {app: pss_kib(servers[app].process.pid) for app in names}
         return {
             "runs": runs,
-            "summary": summarise(runs),
+            "summary": summarise(runs, names),
             "rss_kib": rss,
             "pss_kib": pss,
             "master_pss_kib": master,
@@ -641,7 +690,18 @@ def main() -> None:
         help="a PostgreSQL database to connect to while creating and dropping bench_* databases",
     )
     parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the Powerstrip checked out in this folder (an earlier commit), as "
+        "'baseline', in the same rounds",
+    )
     args = parser.parse_args()
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "wsgi.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no Powerstrip checkout there (no wsgi.py)")
+    args.apps = APPS + (("baseline",) if args.baseline else ())
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     if unknown := set(databases) - set(DATABASES):
         parser.error(f"unknown databases: {', '.join(sorted(unknown))}")
@@ -655,24 +715,26 @@ def main() -> None:
     settings = vars(args) | {
         "worker_class": worker_class(),
         "json": str(args.json) if args.json else None,
+        "baseline": str(args.baseline) if args.baseline else None,
+        "apps": list(args.apps),
         "postgres_url": make_url(args.postgres_url).render_as_string(hide_password=True),
     }
     results: dict[str, Any] = {"settings": settings}
     threads = f" of {THREADS} threads" if worker_class() == "gthread" else ""
-    print(f"both apps: {WORKERS} gunicorn {worker_class()} workers{threads}\n")
+    print(f"{', '.join(args.apps)}: {WORKERS} gunicorn {worker_class()} workers{threads} each\n")
     for database in databases:
         reason = postgres_unreachable(args.postgres_url) if database == "postgresql" else None
         if reason is not None:
             print(f"PostgreSQL skipped: unreachable ({reason})\n", flush=True)
             results[database] = {"skipped": reason}
         elif database == "sqlite":
-            results[database] = bench_database(database, args, (None, None))
+            results[database] = bench_database(database, args)
         else:
-            with postgres_databases(args.postgres_url) as urls:
+            with postgres_databases(args.postgres_url, args.apps) as urls:
                 results[database] = bench_database(database, args, urls)
         if reason is None:
             title = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[database]
-            print(f"{table(title, results[database])}\n", flush=True)
+            print(f"{table(title, results[database], args.apps)}\n", flush=True)
         if args.json:  # after each database: a failure later keeps what was measured
             args.json.write_text(json.dumps(results, indent=2) + "\n")
 
