@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from flask_limiter import Limiter
+from flask_limiter import commands as limiter_commands
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -60,20 +61,44 @@ def test_keys_count_apart_and_can_be_cleared(clock: Clock) -> None:
     assert storage.check()
 
 
-def test_expired_counters_are_swept_out_on_a_later_write(clock: Clock) -> None:
+def test_expired_counters_are_dropped_on_a_later_hit(clock: Clock) -> None:
     storage = LazyMemoryStorage()
     storage.incr("short", 1)
     storage.incr("long", 3600)
-    clock.now += counters.SWEEP_SECONDS - 0.1
-    storage.incr("before", 60)
-    assert storage.held == 3  # "short" has expired, not yet swept
-    clock.now += 0.1
-    storage.incr("after", 60)  # sweeps
+    storage.incr("minute", 60)
+    clock.now += 1
+    assert storage.held == 3  # "short" has ended, nothing has hit since
+    storage.incr("other", 60)  # any key's hit drops it
     assert storage.held == 3
-    assert [storage.get(key) for key in ("short", "long", "before", "after")] == [0, 1, 1, 1]
-    clock.now += counters.SWEEP_SECONDS
-    storage.incr("after", 60)  # sweeps again: nothing more has expired
-    assert storage.held == 3
+    assert [storage.get(key) for key in ("short", "long", "minute", "other")] == [0, 1, 1, 1]
+    clock.now += 60
+    storage.incr("long", 3600)  # "minute" and "other" end; "long" runs on
+    assert storage.held == 1
+    assert storage.get("long") == 2
+
+
+def test_a_restarted_window_outlives_its_old_ones_end(clock: Clock) -> None:
+    storage = LazyMemoryStorage()
+    storage.incr("k", 10)
+    clock.now += 10
+    assert storage.incr("k", 10) == 1  # a new window, ending 10 s from now
+    clock.now += 5
+    storage.incr("x", 10)  # the first window's entry goes; the running window stays
+    assert (storage.get("k"), storage.get_expiry("k")) == (1, clock.now + 5)
+    storage.clear("k")
+    clock.now += 10
+    storage.incr("x", 10)  # the cleared key's entry goes without touching anything else
+    assert storage.held == 1
+
+
+def test_flask_limiters_config_command_can_show_it(make_app: AppFactory) -> None:
+    app = make_app(RATELIMIT_DEFAULT=["100/minute"])
+    app.test_client().get("/api/probe/items")
+    wide = {"COLUMNS": "400"}  # rich cuts its table to the terminal width
+    result = app.test_cli_runner().invoke(limiter_commands.cli, ["config"], env=wide)
+    assert result.exit_code == 0, result.output
+    assert "LazyMemoryStorage" in result.output
+    assert "1 counters in this process's memory" in result.output
 
 
 def test_concurrent_hits_lose_no_count() -> None:
