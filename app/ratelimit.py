@@ -218,8 +218,9 @@ class LimiterRateLimits:
 
 
 def storage_errors(config: HostConfig) -> tuple[type[Exception], ...]:
-    """What the configured storage raises when it cannot be reached."""
-    if urlsplit(config.RATELIMIT_STORAGE_URI).scheme not in REDIS_SCHEMES:
+    """What the configured storage raises when it cannot be reached: Redis's errors for every
+    storage but ``memory://`` (``redis+sentinel://`` too)."""
+    if urlsplit(config.RATELIMIT_STORAGE_URI).scheme == "memory":
         return (OSError,)
     import redis  # noqa: PLC0415 - only with Redis (see the module's imports)
 

@@ -7,12 +7,16 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+import redis
 from flask import Flask
 
 from app import create_app
-from app.ratelimit import PER_PROCESS_WARNING, counting_in_memory, redis_client
+from app.config import HostConfig
+from app.ratelimit import PER_PROCESS_WARNING, counting_in_memory, redis_client, storage_errors
 from tests.conftest import AppFactory
 
 REDIS_URL = os.environ.get("POWERSTRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -131,3 +135,19 @@ def test_production_warns_at_startup_when_limits_count_per_process(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     warned = [line["message"] for line in lines if line["logger"] == "app.ratelimit"]
     assert warned == [PER_PROCESS_WARNING]
+
+
+@pytest.mark.parametrize(
+    ("uri", "redis_errors"),
+    [
+        ("memory://", False),
+        ("redis://127.0.0.1:6379/0", True),
+        ("rediss://127.0.0.1:6379/0", True),
+        ("redis+sentinel://127.0.0.1:26379/primary", True),
+    ],
+)
+def test_plugin_limits_fail_open_on_their_storages_errors(uri: str, redis_errors: bool) -> None:
+    config = cast(HostConfig, SimpleNamespace(RATELIMIT_STORAGE_URI=uri))
+    errors = storage_errors(config)
+    assert OSError in errors
+    assert (redis.RedisError in errors) is redis_errors
