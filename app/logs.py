@@ -167,12 +167,15 @@ def _finish_request(response: Response) -> Response:
         "request_id": request_id,
     }
     # What access_log.info() does, less its walk up the stack for the caller's file, line and
-    # function: they are always these, and the JSON line does not print them.
+    # function: they are always these (the line is the function's first).
     record = access_log.makeRecord(
-        access_log.name, logging.INFO, __file__, 0, "request", (), None, "access", fields
+        access_log.name, logging.INFO, __file__, _FINISH_LINE, "request", (), None, _FINISH, fields
     )
     access_log.handle(record)
     return response
+
+
+_FINISH, _FINISH_LINE = _finish_request.__name__, _finish_request.__code__.co_firstlineno
 
 
 def init_app(app: Flask) -> None:

@@ -26,6 +26,7 @@ from powerstrip import (
     PageRequest,
     Precondition,
     Principal,
+    Problem,
     UnitOfWork,
 )
 
@@ -87,7 +88,11 @@ class TaskService:
         non-member (404) from an empty list: one statement fewer for every other page.
         """
         caller = principal.require(USE)
-        page = self._repository.tasks(project_id, where, sort, paging, member=caller.subject)
+        try:
+            page = self._repository.tasks(project_id, where, sort, paging, member=caller.subject)
+        except Problem:  # a cursor refused: a non-member still learns only the 404
+            self._access.check(caller, project_id, READ)
+            raise
         if not page.items:
             self._access.check(caller, project_id, READ)
         return page

@@ -72,6 +72,9 @@ def test_one_access_record_per_request(
     assert record.request_id == "r1"  # type: ignore[attr-defined]
     assert record.remote_addr == "127.0.0.1"  # type: ignore[attr-defined]
     assert 0 <= record.duration_ms < 10_000  # type: ignore[attr-defined]
+    # Where it was made, as Logger.info() would have found it (for formats that print it).
+    assert (record.funcName, record.module) == ("_finish_request", "logs")
+    assert record.lineno > 0
 
 
 def test_access_record_for_unrouted_path_has_no_rule(

@@ -129,6 +129,16 @@ def test_a_list_is_a_members_even_when_empty_and_a_non_members_404(
         assert refused.get_json()["detail"] == "No such project."
 
 
+def test_a_refused_cursor_is_a_members_422_and_a_non_members_404(people: People) -> None:
+    project = people.owner.project()
+    people.owner.task(project)
+    tasks = f"{PROJECTS}/{project}/tasks?cursor=not-a-cursor"
+    assert people.owner.get(tasks).status_code == 422
+    refused = people.bob.get(tasks)
+    assert refused.status_code == 404
+    assert refused.get_json()["detail"] == "No such project."
+
+
 def test_roles_viewer_editor_owner(people: People) -> None:
     project = people.owner.project()
     assert (
