@@ -36,7 +36,9 @@ still runs (its cost is part of the figures) but never refuses. Access tokens ar
 ``--baseline DIR`` adds a third app to the same interleaved rounds: Powerstrip as checked out
 in DIR (an earlier commit: ``git worktree add --detach DIR <commit>``), run with this checkout's
 virtual environment, so that a change's before and after come from one run on one machine
-(two runs differ by more than most changes: the machine's speed swings).
+(two runs differ by more than most changes: the machine's speed swings). DIR needs no virtual
+environment of its own; do not run make in it with this one linked in (make would install DIR
+editable into it).
 
 Usage: .venv/bin/python bench/throughput.py [--rounds 3] [--duration 10] [--connections 32]
        [--threads 2] [--warmup 2] [--starts 3] [--databases sqlite,postgresql] [--json FILE]
@@ -303,7 +305,9 @@ def prepare_powerstrip(
     instance.mkdir()
     (instance / "config.toml").write_text('ENVIRONMENT = "development"\n')  # as make run writes
     env = powerstrip_env(instance, database_url)
-    flask = [str(BIN / "flask"), "--app", "wsgi"]
+    # python -m flask: the checkout in root comes first on sys.path (the flask script would
+    # import the host from wherever this virtual environment installed it editable).
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     run([*flask, "db", "upgrade"], env, root)
     email, password = "admin@bench.example.com", uuid.uuid4().hex
     run([*flask, "accounts", "create-admin", "--email", email, "--password", password], env, root)
@@ -315,7 +319,8 @@ def prepare_bare(folder: Path, database_url: str | None) -> tuple[App, int]:
     """Create the bare app's tables and project; the project's id."""
     url = database_url or f"sqlite:///{folder / 'bare.db'}"
     env = base_env() | {"BARE_DATABASE_URL": url}
-    project_id = int(run([str(BIN / "flask"), "--app", "bench.bare.bare_app", "init-db"], env))
+    flask = [sys.executable, "-m", "flask", "--app", "bench.bare.bare_app"]
+    project_id = int(run([*flask, "init-db"], env))
     command = [
         str(BIN / "gunicorn"),
         "--config",
