@@ -5,7 +5,6 @@ from __future__ import annotations
 from injector import inject
 
 from plugins.tasks.contracts import TasksEvent
-from plugins.tasks.models import Activity
 from plugins.tasks.repository import TasksRepository
 from powerstrip import Clock, UnitOfWork
 
@@ -28,12 +27,10 @@ class ActivityRecorder:
     def __call__(self, event: TasksEvent) -> None:
         """Record ``event`` in the publisher's transaction."""
         with self._uow:
-            self._repository.add(
-                Activity(
-                    project_id=event.project_id,
-                    kind=event.kind,
-                    actor=event.actor,
-                    detail=event.detail(),
-                    created_at=self._clock.now(),
-                )
+            self._repository.record(
+                project_id=event.project_id,
+                kind=event.kind,
+                actor=event.actor,
+                detail=event.detail(),
+                created_at=self._clock.now(),
             )
