@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import injector
-from flask import Flask
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
 
 from app import (
     api,
@@ -51,8 +52,25 @@ API = "powerstrip.api"
 log = logging.getLogger(__name__)
 
 
+class NoCookieSessions(SessionInterface):
+    """No ``flask.session``: the API is stateless (bearer tokens, API keys), none of it reads
+    a session cookie, and a plugin that writes one fails loudly (Flask's ``NullSession``
+    raises) instead of setting a cookie nobody expects.
+
+    Flask's cookie sessions built a signing serializer and parsed the Cookie header on every
+    request (about 40 function calls) only to find nothing.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        """No session: Flask hands out a ``NullSession`` instead."""
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Never called: Flask saves no ``NullSession``."""
+
+
 class PowerstripFlask(Flask):
-    """Flask, asking once per hook, view or error handler whether it is a coroutine function.
+    """Flask without cookie sessions (:class:`NoCookieSessions`), asking once per hook, view
+    or error handler whether it is a coroutine function.
 
     Flask asks ``inspect.iscoroutinefunction`` of every one of them on every request (about 25
     a request here, through ``ensure_sync``); the answer of a function never changes, so it is
@@ -60,6 +78,7 @@ class PowerstripFlask(Flask):
     """
 
     SYNCED = 4096
+    session_interface = NoCookieSessions()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask
 import flask.app
 import pytest
 from flask import Flask
+from flask.sessions import NullSession
 
 from app.factory import PowerstripFlask
 
@@ -54,3 +56,22 @@ def test_ensure_sync_keeps_at_most_synced_answers(
     assert app.ensure_sync(view) is view
     assert app.ensure_sync(view) is view
     assert asked == [view, view]  # not kept: asked each time, as Flask does
+
+
+def test_no_cookie_session_is_read_or_written(app: Flask) -> None:
+    """The API keeps no cookie session: a cookie sent is not read, and a view writing to
+    ``flask.session`` fails instead of setting one."""
+
+    @app.get("/test-session")
+    def read() -> str:
+        assert isinstance(flask.session, NullSession)
+        assert dict(flask.session) == {}
+        with pytest.raises(RuntimeError, match="session is unavailable"):
+            flask.session["user"] = "someone"
+        return "ok"
+
+    client = app.test_client()
+    client.set_cookie("session", "eyJ1c2VyIjoiYWRtaW4ifQ.forged.signature")
+    answer = client.get("/test-session")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert "Set-Cookie" not in answer.headers
