@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from operator import methodcaller
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
@@ -115,8 +115,47 @@ def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> N
     # no X-RateLimit headers on these blueprints.
     exempt = frozenset(exempt_blueprints)
     limiter.request_filter(lambda: request.blueprint in exempt)
+    resolve_once(limiter)
     measured: Metrics | None = app.extensions.get(METRICS)
     app.after_request(FallbackMonitor(limiter, measured))
+
+
+_Resolved = tuple[list[Any], ...]  # flask-limiter's runtime limits (a private class)
+
+
+def resolve_once(limiter: Limiter) -> None:
+    """Make ``limiter`` resolve each route's limits once instead of on every request.
+
+    flask-limiter works out a request's limits from scratch each time: it parses the default
+    limit strings, builds their runtime limits and looks up the route's and its blueprints'
+    exemptions (about 130 function calls a request). The answer depends only on what its
+    limit manager is asked (the route, its blueprint, what marks it); here the limits are the
+    configured defaults and plugins cannot decorate routes with limits of their own, so it is
+    the same for every request of a route and is kept per question: a few per route.
+
+    ``limit_manager.resolve_limits`` is flask-limiter's (4.x) own step;
+    tests/app/test_ratelimit.py checks that it is asked once per route and that every limit
+    still counts.
+    """
+    manager = limiter.limit_manager
+    resolve = manager.resolve_limits
+    resolved: dict[tuple[str | None, str | None, str | None, bool, bool], _Resolved] = {}
+
+    def resolve_limits(
+        app: Flask,
+        endpoint: str | None = None,
+        blueprint: str | None = None,
+        callable_name: str | None = None,
+        in_middleware: bool = False,
+        marked_for_limiting: bool = False,
+    ) -> _Resolved:
+        question = (endpoint, blueprint, callable_name, in_middleware, marked_for_limiting)
+        answer = resolved.get(question)
+        if answer is None:
+            answer = resolved[question] = resolve(app, *question)
+        return answer
+
+    manager.resolve_limits = resolve_limits  # type: ignore[method-assign]
 
 
 def counting_in_memory(limiter: Limiter) -> bool:

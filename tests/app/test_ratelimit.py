@@ -8,11 +8,12 @@ import socket
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import redis
 from flask import Flask
+from flask_limiter._manager import LimitManager
 
 from app import create_app
 from app.config import HostConfig
@@ -151,3 +152,24 @@ def test_plugin_limits_fail_open_on_their_storages_errors(uri: str, redis_errors
     errors = storage_errors(config)
     assert OSError in errors
     assert (redis.RedisError in errors) is redis_errors
+
+
+def test_limits_are_resolved_once_per_route_and_every_request_still_counts(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str | None] = []
+    original = LimitManager.resolve_limits
+
+    def counting(self: LimitManager, app: Flask, endpoint: str | None = None, *rest: Any) -> Any:
+        asked.append(endpoint)
+        return original(self, app, endpoint, *rest)
+
+    monkeypatch.setattr(LimitManager, "resolve_limits", counting)
+    client = make_app(RATELIMIT_DEFAULT=["2/minute", "3/hour"]).test_client()
+    items = [client.get("/api/probe/items") for _ in range(3)]
+    assert [answer.status_code for answer in items] == [200, 200, 429]
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in items] == ["1", "0", "0"]
+    # Another route counts apart (its answers are 404s on purpose: counted all the same).
+    other = [client.get("/api/probe/status/404").status_code for _ in range(3)]
+    assert other == [404, 404, 429]
+    assert asked == ["probe.Items", "probe.status"]
