@@ -125,6 +125,41 @@ class Injector(injector.Injector):
         instance: T = scope_instance.get(interface, provider).get(self)
         return instance
 
+    def create_object(self, cls: type[T], additional_kwargs: Any = None) -> T:
+        """injector's, without its debug log line (formatted arguments on every object)."""
+        instance = cls.__new__(cls)
+        try:
+            self.call_with_injection(cls.__init__, self_=instance, kwargs=additional_kwargs)
+        except TypeError as e:
+            injector.reraise(
+                e,
+                injector.CallError(
+                    instance, cls.__init__, (), additional_kwargs or {}, e, self._stack
+                ),
+            )
+        return instance
+
+    @injector.synchronized(injector.lock)
+    def args_to_inject(
+        self, function: Callable[..., Any], bindings: dict[str, Any], owner_key: object
+    ) -> dict[str, Any]:
+        """injector's, without its debug log line and its sorting of ``bindings`` for the
+        stack it finds circular dependencies by: a callable met again while it is being
+        provided is one, whatever it is asked for."""
+        if not bindings:
+            return {}
+        for owner, met, _ in self._stack:
+            if owner == owner_key and met is function:
+                chain = " -> ".join(getattr(entry[1], "__qualname__", "?") for entry in self._stack)
+                raise injector.CircularDependency(
+                    f"circular dependency detected: {chain} -> {function.__qualname__}"
+                )
+        self._stack += ((owner_key, function, tuple(bindings.items())),)
+        try:
+            return {name: self.get(interface) for name, interface in bindings.items()}
+        finally:
+            self._stack = self._stack[:-1]
+
     def call_with_injection(
         self,
         callable: Callable[..., T],  # noqa: A002 - injector's parameter name (FlaskInjector passes it)

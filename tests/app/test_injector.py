@@ -104,3 +104,43 @@ def test_a_sealed_injector_looks_bindings_up_once_and_keeps_scopes(
     assert looked_up.count(PerCall) == 1
     assert looked_up.count(Shared) == 1
     assert looked_up.count(str) == 2  # once sealed, once for the call that names a scope
+
+
+class Chicken:
+    @injector.inject
+    def __init__(self, egg: Egg) -> None:
+        self.egg = egg
+
+
+class Egg:
+    @injector.inject
+    def __init__(self, chicken: Chicken) -> None:
+        self.chicken = chicken
+
+
+class NeedsMore:
+    @injector.inject
+    def __init__(self, clock: Clock, count: int) -> None:  # count: no binding, no default
+        self.clock = clock
+        self.count = count
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_a_circular_dependency_is_injectors_error_and_leaves_the_injector_usable(
+    sealed: bool,
+) -> None:
+    inj = build()
+    if sealed:
+        inj.seal()
+    with pytest.raises(injector.CircularDependency, match="Chicken"):
+        inj.get(Chicken)
+    assert inj._stack == ()
+    assert inj.get(Service).label == "configured"  # what was being provided is forgotten
+
+
+def test_an_object_that_cannot_be_built_is_injectors_call_error() -> None:
+    inj = build()
+    with pytest.raises(injector.CallError, match="NeedsMore"):
+        inj.create_object(NeedsMore, additional_kwargs={"unknown": 1})
+    assert isinstance(inj.create_object(NeedsMore, {"count": 3}).clock, Clock)
+    assert inj._stack == ()
