@@ -43,7 +43,7 @@ import hashlib
 import json
 import math
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -241,7 +241,7 @@ def fetch_page(
     Page numbers: one COUNT and one OFFSET query. Keyset: one query for the rows after the
     cursor, and a COUNT only when ``paging.count``.
     """
-    keys = [_Key.of(element) for element in order]
+    keys = tuple(_Key.of(element) for element in order)
     if paging.cursor is not None:
         for key in keys:
             key.check_keyset()
@@ -295,8 +295,8 @@ class _Key:
             )
 
     def value_of(self, row: object) -> Any:
-        mapper = sa_inspect(row).mapper
-        return getattr(row, mapper.get_property_by_column(self.column).key)
+        model = typing.cast(Hashable, type(row))  # mypy finds classes unhashable
+        return getattr(row, _attribute(model, self.column))
 
     def signature(self) -> str:
         table = getattr(getattr(self.column, "table", None), "name", "")
@@ -305,12 +305,20 @@ class _Key:
         )
 
 
-def _order_id(keys: Sequence[_Key]) -> str:
+# Both memoized: pure functions of a model class or an order, which a process has few of.
+@functools.lru_cache(maxsize=1024)
+def _attribute(model: Any, column: ColumnElement[Any]) -> str:  # model: a mapped class
+    """The name of ``model``'s attribute mapped to ``column``."""
+    return str(sa_inspect(model).get_property_by_column(column).key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _order_id(keys: tuple[_Key, ...]) -> str:
     spec = ",".join(key.signature() for key in keys)
     return hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
 
 
-def _encode(keys: Sequence[_Key], row: object) -> str:
+def _encode(keys: tuple[_Key, ...], row: object) -> str:
     values = []
     for key in keys:
         value = key.value_of(row)
@@ -331,7 +339,7 @@ def _invalid() -> Problem:
     )
 
 
-def _decode(cursor: str, keys: Sequence[_Key]) -> list[Any]:
+def _decode(cursor: str, keys: tuple[_Key, ...]) -> list[Any]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(data, dict) or data.get("o") != _order_id(keys):
