@@ -97,12 +97,21 @@ class Injector(injector.Injector):
     interface's binding and scope up once too (injector looks both up, and logs twice at debug
     level, on every call); scopes and providers still decide every time what to return, so a
     request-scoped object is still one per request and an unscoped one new each time.
+
+    Injector provides a callable's dependencies under one process-wide lock, keeping a stack to
+    find circular dependencies by. Once sealed, a callable provided for once without one gets
+    its dependencies straight from ``get`` afterwards: the graph below it cannot change, so
+    neither stack nor lock is needed (scopes lock what they share themselves: singletons are
+    built under injector's lock).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reflected: dict[Callable[..., Any], _Reflected] = {}
         self._resolved: dict[Any, tuple[injector.Provider[Any], injector.Scope]] | None = None
+        # Callables provided for once since sealing: no cycle below them (it would have been
+        # met), so later calls skip the stack and the lock args_to_inject keeps.
+        self._acyclic: set[Callable[..., Any]] = set()
 
     def seal(self) -> None:
         """The bindings are final: look each up once from now on."""
@@ -176,11 +185,16 @@ class Injector(injector.Injector):
         passed = reflected.passed(full_args)
         bindings = reflected.bindings
         needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
-        dependencies = self.args_to_inject(
-            function=callable,
-            bindings=needed,
-            owner_key=self_.__class__ if self_ is not None else callable.__module__,
-        )
+        if callable in self._acyclic:
+            dependencies = {name: self.get(interface) for name, interface in needed.items()}
+        else:
+            dependencies = self.args_to_inject(
+                function=callable,
+                bindings=needed,
+                owner_key=self_.__class__ if self_ is not None else callable.__module__,
+            )
+            if self._resolved is not None:  # sealed: what it needs can no longer change
+                self._acyclic.add(callable)
         dependencies.update(kwargs)
         try:
             return callable(*full_args, **dependencies)

@@ -144,3 +144,29 @@ def test_an_object_that_cannot_be_built_is_injectors_call_error() -> None:
         inj.create_object(NeedsMore, additional_kwargs={"unknown": 1})
     assert isinstance(inj.create_object(NeedsMore, {"count": 3}).clock, Clock)
     assert inj._stack == ()
+
+
+def test_once_sealed_a_callable_provided_for_once_skips_the_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inj = build()
+    stacked: list[Any] = []
+    args_to_inject = inj.args_to_inject
+
+    def counting(function: Any, bindings: Any, owner_key: Any) -> Any:
+        stacked.append(function)
+        return args_to_inject(function, bindings, owner_key)
+
+    monkeypatch.setattr(inj, "args_to_inject", counting)
+    inj.get(Service)  # not sealed yet: every call checks
+    inj.get(Service)
+    assert stacked.count(Service.__init__) == 2
+    inj.seal()
+    first, second = inj.get(Service), inj.get(Service)
+    assert stacked.count(Service.__init__) == 3  # once more after sealing, then never
+    assert first is not second  # unscoped: new ones
+    assert first.clock is not second.clock
+    assert second.label == "configured"
+    assert inj.call_with_injection(view, args=(7,)) == "7:now"
+    assert inj.call_with_injection(view, kwargs={"item_id": 8, "extra": "!"}) == "8:now!"
+    assert stacked.count(view) == 1
