@@ -12,8 +12,7 @@ from typing import ClassVar
 from flask import Request
 from injector import inject
 
-from plugins.accounts.models import ApiKey
-from plugins.accounts.repository import AccountsRepository
+from plugins.accounts.repository import AccountsRepository, KeyAndOwner
 from plugins.accounts.roles import ALL_SCOPES, RoleScopes
 from plugins.accounts.tokens import AccessTokens, TokenError, same_digest, split_api_key
 from powerstrip import API_KEY_HEADER, Clock, Principal, UnitOfWork
@@ -104,24 +103,24 @@ class AccountsAuthenticator:
         found = self._repository.api_key_and_owner(parts[0])
         if found is None:
             return Principal.refused(REFUSED_KEY)
-        key, owner = found
+        key = found
         if (
             key.revoked_at is not None
             or not same_digest(parts[1], key.secret_hash)
-            or not owner.is_active
+            or not key.owner_is_active
         ):
             return Principal.refused(REFUSED_KEY)
         self._touch(key)
-        allowed = self._roles.of(owner.role)
+        allowed = self._roles.of(key.owner_role)
         scopes = {s for s in key.scopes if ALL_SCOPES in allowed or s in allowed}
         return Principal.of(str(key.user_id), "api_key", frozenset(scopes), str(key.id))
 
-    def _touch(self, key: ApiKey) -> None:
+    def _touch(self, key: KeyAndOwner) -> None:
         # At most once a minute per key: a busy machine client does not write on every call.
         now = self._clock.now()
         if key.last_used_at is None or key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
             with self._uow:
-                key.last_used_at = now
+                self._repository.api_key_used(key.id, now)
 
 
 class AccountsDirectory:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from injector import inject
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,10 +42,25 @@ _BEARER_OWNER = select(
     select(_REVOKED.jti).where(_REVOKED.jti == bindparam("jti")).exists(),
 ).where(_USERS.id == bindparam("user_id"))
 
+_KEYS = ApiKey.__table__.c
 _KEY_AND_OWNER = (
-    select(ApiKey, User.role, User.is_active)
-    .join(User, User.id == ApiKey.user_id)
-    .where(ApiKey.prefix == bindparam("prefix"))
+    select(
+        _KEYS.id,
+        _KEYS.user_id,
+        _KEYS.secret_hash,
+        _KEYS.scopes,
+        _KEYS.last_used_at,
+        _KEYS.revoked_at,
+        _USERS.role,
+        _USERS.is_active,
+    )
+    .join_from(ApiKey.__table__, User.__table__, _USERS.id == _KEYS.user_id)
+    .where(_KEYS.prefix == bindparam("prefix"))
+)
+_KEY_USED = (
+    update(cast(Table, ApiKey.__table__))
+    .where(_KEYS.id == bindparam("key_id"))
+    .values(last_used_at=bindparam("used_at"))
 )
 
 
@@ -59,11 +74,17 @@ class BearerOwner(NamedTuple):
     token_revoked: bool
 
 
-class KeyOwner(NamedTuple):
-    """The user behind an API key, as authentication reads it."""
+class KeyAndOwner(NamedTuple):
+    """An API key and its owner, as authentication reads them."""
 
-    role: str
-    is_active: bool
+    id: int
+    user_id: int
+    secret_hash: str
+    scopes: list[str]
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    owner_role: str
+    owner_is_active: bool
 
 
 class AccountsRepository:
@@ -203,11 +224,15 @@ class AccountsRepository:
             .on_conflict_do_nothing(index_elements=[RevokedAccessToken.jti])
         )
 
-    def api_key_and_owner(self, prefix: str) -> tuple[ApiKey, KeyOwner] | None:
+    def api_key_and_owner(self, prefix: str) -> KeyAndOwner | None:
         """An API key by its visible prefix, with what authenticating needs of its owner: one
-        indexed query."""
+        indexed query, plain columns (no model is built)."""
         row = self.session.execute(_KEY_AND_OWNER, {"prefix": prefix}).first()
-        return None if row is None else (row[0], KeyOwner(row[1], row[2]))
+        return None if row is None else KeyAndOwner(*row)
+
+    def api_key_used(self, key_id: int, when: datetime) -> None:
+        """Record when an API key was last used."""
+        self.session.execute(_KEY_USED, {"key_id": key_id, "used_at": when})
 
     def api_keys(self, user_id: int) -> Sequence[ApiKey]:
         """A user's API keys, newest first."""
