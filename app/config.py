@@ -233,6 +233,15 @@ class HostConfigSchema(ma.Schema):
         validate=ma.validate.Range(min=-1),
         metadata={"description": "Seconds after which a pooled connection is replaced"},
     )
+    DATABASE_PING_AFTER_IDLE = ma.fields.Float(
+        load_default=0.5,
+        validate=ma.validate.Range(min=0, max=3600),
+        metadata={
+            "description": "Seconds a pooled PostgreSQL connection may sit unused and still be "
+            "used without a ping first (a round trip that finds a dropped connection and "
+            "replaces it); 0: ping before every use"
+        },
+    )
     DATABASE_SQLITE_SYNCHRONOUS = ma.fields.String(
         load_default="FULL",
         validate=ma.validate.OneOf(sorted(SQLITE_SYNCHRONOUS)),
@@ -377,6 +386,7 @@ class HostConfig:
     DATABASE_KEEPALIVES_IDLE: int
     DATABASE_KEEPALIVES_INTERVAL: int
     DATABASE_KEEPALIVES_COUNT: int
+    DATABASE_PING_AFTER_IDLE: float
     DATABASE_SQLITE_SYNCHRONOUS: str
     PLUGINS: tuple[str, ...] | None
     PLUGINS_DISABLED: tuple[str, ...]

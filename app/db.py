@@ -15,7 +15,7 @@ from typing import Any
 import injector
 from flask import Flask, g
 from flask_injector import request
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
@@ -65,6 +65,40 @@ def _timed(pool_class: type[Pool], on_wait: Callable[[float], None]) -> type[Poo
     return type(f"Timed{pool_class.__name__}", (pool_class,), namespace)
 
 
+_IDLE_SINCE = "powerstrip_idle_since"
+
+
+def _ping_after_idle(engine: Engine, idle: float) -> None:
+    """Ping a pooled connection before use only when it sat unused longer than ``idle``
+    seconds (HikariCP's "alive bypass window"; SQLAlchemy's ``pool_pre_ping`` pings every
+    checkout, one round trip per request).
+
+    A connection that died while idle (a restarted server, a proxy or firewall dropping quiet
+    connections) is found by the ping and replaced, with every pooled connection older than it
+    (SQLAlchemy's pre-ping does the same). One used a moment ago is taken as alive: if it died
+    in between, the statement fails (a 503) and SQLAlchemy then discards every pooled
+    connection, so the next requests get new ones.
+    """
+    dialect = engine.dialect
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)  # none yet: a new connection (its info is reset)
+        if since is None or time.monotonic() - since <= idle:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError from error  # replaced, with the older ones
+            raise
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def make_engine(
     url: str | URL,
     *,
@@ -72,6 +106,7 @@ def make_engine(
     on_wait: Callable[[float], None] | None = None,
     read_timeout: float | None = None,
     sqlite_synchronous: str = "FULL",
+    ping_after_idle: float = 0.0,
 ) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL, a busy timeout and
     ``sqlite_synchronous`` (FULL or NORMAL).
@@ -79,6 +114,8 @@ def make_engine(
     :param on_wait: told the seconds each connection checkout waited (metrics)
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
         connection is closed and the operation fails (:mod:`app.pg`); None: unbounded
+    :param ping_after_idle: PostgreSQL: ping a pooled connection before use when it was idle
+        longer than this many seconds (:func:`_ping_after_idle`); 0: at every checkout
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -95,7 +132,9 @@ def make_engine(
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
     if "connect_args" in pool:
         pool = {**pool, "connect_args": _merge_connect_args(parsed, pool["connect_args"])}
-    engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **pool)
+    engine = create_engine(parsed, pool_pre_ping=ping_after_idle <= 0, hide_parameters=True, **pool)
+    if ping_after_idle > 0:
+        _ping_after_idle(engine, ping_after_idle)
     if read_timeout is not None and parsed.get_driver_name() == "psycopg":
         from app import pg  # noqa: PLC0415 - psycopg only for PostgreSQL engines
 

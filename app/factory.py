@@ -149,6 +149,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
         on_wait=measured.pool_wait.observe if measured is not None else None,
         read_timeout=host_config.DATABASE_READ_TIMEOUT or None,
         sqlite_synchronous=host_config.DATABASE_SQLITE_SYNCHRONOUS,
+        ping_after_idle=host_config.DATABASE_PING_AFTER_IDLE,
     )
     database = Database(engine)
     app.extensions[DATABASE] = database

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Integer, select, text
+from sqlalchemy import Engine, Integer, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -142,6 +142,72 @@ def proxied(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
     real = make_url(postgres_url)
     with TcpProxy((real.host or "127.0.0.1", real.port or 5432)) as proxy:
         yield proxy, real.set(port=proxy.port).render_as_string(False)
+
+
+def _counting_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    pinged: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counting(dbapi_connection: object) -> bool:
+        pinged.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counting)
+    return pinged
+
+
+def _use(engine: Engine, times: int, *, pause: float = 0.0) -> None:
+    for number in range(times):
+        if number:
+            time.sleep(pause)  # idle at least this long: the direction of the test, not a race
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT 1")) == 1
+
+
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = make_engine(postgres_url, pool={"pool_size": 1}, ping_after_idle=3600)
+    quiet = make_engine(postgres_url, pool={"pool_size": 1}, ping_after_idle=0.05)
+    always = make_engine(postgres_url, pool={"pool_size": 1})  # 0: SQLAlchemy's pre-ping
+    try:
+        busy_pings, quiet_pings, always_pings = (
+            _counting_pings(engine, monkeypatch) for engine in (busy, quiet, always)
+        )
+        _use(busy, 3)
+        _use(quiet, 3, pause=0.1)
+        _use(always, 3)
+        # A new connection is never pinged; then: never, after each pause, every time.
+        assert (len(busy_pings), len(quiet_pings), len(always_pings)) == (0, 2, 2)
+        quiet.dispose()  # as after a fork: the rule comes with the new pool
+        _use(quiet, 2, pause=0.1)
+        assert len(quiet_pings) == 3
+    finally:
+        for engine in (busy, quiet, always):
+            engine.dispose()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    proxied: tuple[TcpProxy, str],
+) -> None:
+    """The ping finds it; without one (used a moment ago) the statement fails once and the
+    pool is emptied, so the next use gets a new connection."""
+    proxy, url = proxied
+    quiet = make_engine(url, pool={"pool_size": 1}, ping_after_idle=0.05)
+    busy = make_engine(url, pool={"pool_size": 1}, ping_after_idle=3600)
+    try:
+        _use(quiet, 1)
+        _use(busy, 1)
+        proxy.cut()  # the server restarts: both pooled connections are dead
+        proxy.restore()
+        time.sleep(0.1)
+        _use(quiet, 1)
+        with pytest.raises(OperationalError), busy.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        _use(busy, 1)
+    finally:
+        quiet.dispose()
+        busy.dispose()
 
 
 def test_a_server_that_stops_answering_on_an_open_connection_is_given_up(
