@@ -56,8 +56,11 @@ _LIMITER_RETRY_AFTER = "X-Powerstrip-Limiter-Retry-After"
 
 
 def _retry_after_only_on_429(response: Response) -> Response:
+    if response.status_code != 429:  # one pass over the headers instead of pop's two
+        response.headers.remove(_LIMITER_RETRY_AFTER)
+        return response
     value = response.headers.pop(_LIMITER_RETRY_AFTER, None)
-    if response.status_code == 429 and value is not None:
+    if value is not None:
         response.headers["Retry-After"] = value
     return response
 
