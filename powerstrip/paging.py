@@ -218,15 +218,17 @@ def page_headers(page: Page[Any]) -> dict[str, str]:
         links["first"] = {"cursor": ""}
         if page.next_cursor is not None:
             links["next"] = {"cursor": page.next_cursor}
-    link = ", ".join(f'<{_url(**changes)}>; rel="{rel}"' for rel, changes in links.items())
-    return {PAGINATION_HEADER: json.dumps(meta, separators=(",", ":")), LINK_HEADER: link}
+    # Relative references (RFC 8288 allows them): no Host header or proxy setup in them. The
+    # request's other parameters first, encoded once for every link.
+    kept = urlencode(
+        [(k, v) for k, v in request.args.items(multi=True) if k not in {"page", "cursor"}]
+    )
+    base = f"{request.path}?{kept}&" if kept else f"{request.path}?"
+    link = ", ".join(f'<{base}{urlencode(changes)}>; rel="{rel}"' for rel, changes in links.items())
+    return {PAGINATION_HEADER: _COMPACT_JSON.encode(meta), LINK_HEADER: link}
 
 
-def _url(**changes: Any) -> str:
-    """A relative reference (RFC 8288 allows it): no Host header or proxy setup in it."""
-    params = [(k, v) for k, v in request.args.items(multi=True) if k not in {"page", "cursor"}]
-    params += list(changes.items())
-    return f"{request.path}?{urlencode(params)}"
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps's, built once
 
 
 def fetch_page(

@@ -63,7 +63,16 @@ def test_list_shows_only_ones_projects_with_paging(people: People) -> None:
     assert [p["name"] for p in page.get_json()] == ["c"]
     assert json.loads(page.headers["X-Pagination"])["total"] == 3
     assert 'rel="prev"' in page.headers["Link"]
-    assert [p["name"] for p in people.alice.get(PROJECTS).get_json()] == ["mine"]
+    alone = people.alice.get(PROJECTS)  # no query string: the links carry their page only
+    assert [p["name"] for p in alone.get_json()] == ["mine"]
+    assert alone.headers["Link"] == (
+        f'<{PROJECTS}?page=1>; rel="first", <{PROJECTS}?page=1>; rel="last"'
+    )
+    assert page.headers["Link"] == (
+        f'<{PROJECTS}?page_size=2&page=1>; rel="first", '
+        f'<{PROJECTS}?page_size=2&page=1>; rel="prev", '
+        f'<{PROJECTS}?page_size=2&page=2>; rel="last"'
+    )
 
 
 def test_non_members_get_404_so_existence_does_not_leak(people: People) -> None:
