@@ -109,9 +109,10 @@ class Injector(injector.Injector):
         super().__init__(*args, **kwargs)
         self._reflected: dict[Callable[..., Any], _Reflected] = {}
         self._resolved: dict[Any, tuple[injector.Provider[Any], injector.Scope]] | None = None
-        # Callables provided for once since sealing: no cycle below them (it would have been
-        # met), so later calls skip the stack and the lock args_to_inject keeps.
-        self._acyclic: set[Callable[..., Any]] = set()
+        # (callable, what it was asked for) provided once since sealing: no cycle below those
+        # dependencies (it would have been met), so later calls asking for the same skip the
+        # stack and the lock args_to_inject keeps. A view is asked for the same every time.
+        self._acyclic: set[tuple[Callable[..., Any], frozenset[str]]] = set()
 
     def seal(self) -> None:
         """The bindings are final: look each up once from now on."""
@@ -136,7 +137,11 @@ class Injector(injector.Injector):
 
     def create_object(self, cls: type[T], additional_kwargs: Any = None) -> T:
         """injector's, without its debug log line (formatted arguments on every object)."""
-        instance = cls.__new__(cls)
+        try:
+            instance = cls.__new__(cls)
+        except TypeError as e:  # an abstract class bound to nothing, say: injector's CallError
+            new = getattr(cls.__new__, "__func__", cls.__new__)
+            injector.reraise(e, injector.CallError(cls, new, (), {}, e, self._stack))
         try:
             self.call_with_injection(cls.__init__, self_=instance, kwargs=additional_kwargs)
         except TypeError as e:
@@ -152,18 +157,16 @@ class Injector(injector.Injector):
     def args_to_inject(
         self, function: Callable[..., Any], bindings: dict[str, Any], owner_key: object
     ) -> dict[str, Any]:
-        """injector's, without its debug log line and its sorting of ``bindings`` for the
-        stack it finds circular dependencies by: a callable met again while it is being
-        provided is one, whatever it is asked for."""
+        """injector's, without its debug log line and its sorting of ``bindings`` in the key
+        of the stack it finds circular dependencies by (a callable met again, asked for the
+        same, while it is being provided): ``bindings`` come in the callable's own order."""
         if not bindings:
             return {}
-        for owner, met, _ in self._stack:
-            if owner == owner_key and met is function:
-                chain = " -> ".join(getattr(entry[1], "__qualname__", "?") for entry in self._stack)
-                raise injector.CircularDependency(
-                    f"circular dependency detected: {chain} -> {function.__qualname__}"
-                )
-        self._stack += ((owner_key, function, tuple(bindings.items())),)
+        key = (owner_key, function, tuple(bindings.items()))
+        if key in self._stack:
+            chain = " -> ".join(_described(entry) for entry in (*self._stack, key))
+            raise injector.CircularDependency(f"circular dependency detected: {chain}")
+        self._stack += (key,)
         try:
             return {name: self.get(interface) for name, interface in bindings.items()}
         finally:
@@ -185,7 +188,8 @@ class Injector(injector.Injector):
         passed = reflected.passed(full_args)
         bindings = reflected.bindings
         needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
-        if callable in self._acyclic:
+        asked = (callable, frozenset(needed))
+        if asked in self._acyclic:
             dependencies = {name: self.get(interface) for name, interface in needed.items()}
         else:
             dependencies = self.args_to_inject(
@@ -193,8 +197,8 @@ class Injector(injector.Injector):
                 bindings=needed,
                 owner_key=self_.__class__ if self_ is not None else callable.__module__,
             )
-            if self._resolved is not None:  # sealed: what it needs can no longer change
-                self._acyclic.add(callable)
+            if self._resolved is not None:  # sealed: the graph below can no longer change
+                self._acyclic.add(asked)
         dependencies.update(kwargs)
         try:
             return callable(*full_args, **dependencies)
@@ -202,6 +206,13 @@ class Injector(injector.Injector):
             injector.reraise(
                 e, injector.CallError(self_, callable, args, dependencies, e, self._stack)
             )
+
+
+def _described(key: tuple[Any, Callable[..., Any], tuple[tuple[str, Any], ...]]) -> str:
+    """An entry of the injector's stack as injector describes it."""
+    owner, function, bindings = key
+    where = getattr(owner, "__qualname__", owner)
+    return f"{where}.{function.__qualname__}(injecting {dict(bindings)})"
 
 
 def _route_keys(app: Flask) -> set[tuple[str, str, str]]:

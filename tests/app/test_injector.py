@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -170,3 +171,34 @@ def test_once_sealed_a_callable_provided_for_once_skips_the_stack(
     assert inj.call_with_injection(view, args=(7,)) == "7:now"
     assert inj.call_with_injection(view, kwargs={"item_id": 8, "extra": "!"}) == "8:now!"
     assert stacked.count(view) == 1
+
+
+def test_a_call_whose_arguments_stand_in_for_dependencies_proves_no_absence_of_cycles() -> None:
+    """Objects built with their cyclic dependency passed in do not let a later full build
+    past the check: it is still injector's CircularDependency, not a RecursionError."""
+    inj = build()
+    inj.seal()
+    inj.create_object(Chicken, {"egg": object()})
+    inj.create_object(Egg, {"chicken": object()})
+    with pytest.raises(injector.CircularDependency, match="Chicken"):
+        inj.get(Chicken)
+
+
+class Port(abc.ABC):
+    @abc.abstractmethod
+    def send(self) -> None: ...
+
+
+class NeedsPort:
+    @injector.inject
+    def __init__(self, port: Port) -> None:
+        self.port = port
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_an_abstract_class_bound_to_nothing_is_injectors_call_error(sealed: bool) -> None:
+    inj = build()
+    if sealed:
+        inj.seal()
+    with pytest.raises(injector.CallError, match="Port"):
+        inj.get(NeedsPort)
