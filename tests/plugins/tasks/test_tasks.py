@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from app.db import DATABASE
+from plugins.tasks.repository import TasksRepository
+from powerstrip import Problem
 from tests.plugins.tasks.conftest import PROJECTS, People
 
 
@@ -283,3 +286,24 @@ def test_purge_done(people: People, migrated_app: Flask) -> None:
     assert latest["detail"] == {"task_id": task["id"]}
     bad = runner.invoke(args=["tasks", "purge-done", "--older-than", "soon"])
     assert bad.exit_code == 2
+
+
+def test_an_activity_entry_longer_than_its_columns_is_refused(migrated_app: Flask) -> None:
+    """The entry is a Core INSERT, which the SDK's check of string lengths does not see: the
+    repository checks them itself, with the SDK's 422."""
+    database = migrated_app.extensions[DATABASE]
+    with database.sessions() as session:
+        repository = TasksRepository(session)
+        entry = {
+            "project_id": 1,
+            "kind": "task.created",
+            "detail": {},
+            "created_at": datetime.now(UTC),
+        }
+        with pytest.raises(Problem) as refused:
+            repository.record(actor="x" * 65, **entry)
+        assert refused.value.code == 422
+        assert refused.value.errors == {"actor": ["Longer than 64 characters."]}
+        repository.record(actor="x" * 64, **entry)
+        session.commit()
+        assert [entry.actor for entry in repository.activity(1, 10)] == ["x" * 64]
