@@ -138,7 +138,9 @@ def resolve_once(limiter: Limiter) -> None:
 
     ``limit_manager.resolve_limits`` is flask-limiter's (4.x) own step;
     tests/app/test_ratelimit.py checks that it is asked once per route and that every limit
-    still counts.
+    still counts. Limits declared on the limiter after the first requests (``limiter.limit``,
+    ``exempt``, new default limits) would not reach routes already resolved: the host declares
+    all of them before serving, and plugins have no access to the limiter.
     """
     manager = limiter.limit_manager
     resolve = manager.resolve_limits
