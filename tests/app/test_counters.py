@@ -15,6 +15,7 @@ from app import counters
 from app.counters import LazyMemoryStorage
 from app.ratelimit import storage_uri
 from tests.conftest import AppFactory
+from tests.spies import record_calls
 
 
 class Clock:
@@ -142,14 +143,7 @@ def test_the_app_limiter_counts_in_it_without_starting_threads(
     [limiter] = app.extensions["limiter"]
     assert isinstance(limiter, Limiter)
     assert isinstance(limiter.storage, LazyMemoryStorage)
-    started: list[threading.Thread] = []
-    start = threading.Thread.start
-
-    def counted(thread: threading.Thread) -> None:
-        started.append(thread)
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", counted)
+    started = record_calls(monkeypatch, threading.Thread, "start")
     client = app.test_client()
     for _ in range(20):
         assert client.get("/api/probe/items").status_code == 200

@@ -27,6 +27,7 @@ from app.pg import unbounded_reads
 from powerstrip import Model
 from tests.conftest import AppFactory, upgrade
 from tests.services import temporary_postgres_database
+from tests.spies import record_calls
 from tests.tcp_proxy import TcpProxy
 
 
@@ -144,18 +145,6 @@ def proxied(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
         yield proxy, real.set(port=proxy.port).render_as_string(False)
 
 
-def _counting_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    pinged: list[object] = []
-    ping = engine.dialect.do_ping
-
-    def counting(dbapi_connection: object) -> bool:
-        pinged.append(dbapi_connection)
-        return ping(dbapi_connection)
-
-    monkeypatch.setattr(engine.dialect, "do_ping", counting)
-    return pinged
-
-
 def _use(engine: Engine, times: int, *, pause: float = 0.0) -> None:
     for number in range(times):
         if number:
@@ -172,7 +161,7 @@ def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
     always = make_engine(postgres_url, pool={"pool_size": 1})  # 0: SQLAlchemy's pre-ping
     try:
         busy_pings, quiet_pings, always_pings = (
-            _counting_pings(engine, monkeypatch) for engine in (busy, quiet, always)
+            record_calls(monkeypatch, engine.dialect, "do_ping") for engine in (busy, quiet, always)
         )
         _use(busy, 3)
         _use(quiet, 3, pause=0.1)

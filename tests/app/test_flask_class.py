@@ -11,18 +11,11 @@ from flask import Flask
 from flask.sessions import NullSession
 
 from app.factory import PowerstripFlask
+from tests.spies import record_calls
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    asked: list[Any] = []
-    original = flask.app.iscoroutinefunction
-
-    def counting(function: Any) -> bool:
-        asked.append(function)
-        return original(function)
-
-    monkeypatch.setattr(flask.app, "iscoroutinefunction", counting)
-    return asked
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    return record_calls(monkeypatch, flask.app, "iscoroutinefunction")
 
 
 def test_ensure_sync_asks_once_per_function(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +33,7 @@ def test_ensure_sync_asks_once_per_function(app: Flask, monkeypatch: pytest.Monk
     for _ in range(2):  # Flask's refusal (no asgiref here) is not kept: it is raised each time
         with pytest.raises(RuntimeError, match="async"):
             app.ensure_sync(coroutine)
-    assert asked == [view, coroutine, coroutine]
+    assert asked == [(view,), (coroutine,), (coroutine,)]
 
 
 def test_ensure_sync_keeps_at_most_synced_answers(
@@ -55,7 +48,7 @@ def test_ensure_sync_keeps_at_most_synced_answers(
 
     assert app.ensure_sync(view) is view
     assert app.ensure_sync(view) is view
-    assert asked == [view, view]  # not kept: asked each time, as Flask does
+    assert asked == [(view,), (view,)]  # not kept: asked each time, as Flask does
 
 
 def test_no_cookie_session_is_read_or_written(app: Flask) -> None:

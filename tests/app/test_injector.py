@@ -11,6 +11,7 @@ import injector
 import pytest
 
 from app.composition import Injector
+from tests.spies import record_calls
 
 
 class Clock:
@@ -40,14 +41,7 @@ def build() -> Injector:
 def test_injects_what_is_not_passed_and_reflects_each_callable_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reflected: list[Callable[..., Any]] = []
-    signature = inspect.signature
-
-    def counting(function: Callable[..., Any], **options: Any) -> inspect.Signature:
-        reflected.append(function)
-        return signature(function, **options)
-
-    monkeypatch.setattr(inspect, "signature", counting)
+    reflected = record_calls(monkeypatch, inspect, "signature")
     inj = build()
     for _ in range(3):
         assert inj.call_with_injection(view, kwargs={"item_id": 7}) == "7:now"
@@ -58,8 +52,8 @@ def test_injects_what_is_not_passed_and_reflects_each_callable_once(
     passed = inj.call_with_injection(Service.__init__, self_=built, kwargs={"label": "given"})
     assert passed is None
     assert built.label == "given"  # a passed keyword wins over the binding
-    assert reflected.count(view) == 1
-    assert reflected.count(Service.__init__) == 1
+    assert reflected.count((view,)) == 1
+    assert reflected.count((Service.__init__,)) == 1
 
 
 def test_a_call_that_does_not_fit_is_injectors_call_error() -> None:
@@ -89,22 +83,15 @@ def test_a_sealed_injector_looks_bindings_up_once_and_keeps_scopes(
     inj = build()
     inj.get(Clock)  # before sealing: injector's own get
     inj.seal()
-    looked_up: list[Any] = []
-    get_binding = inj.binder.get_binding
-
-    def counting(interface: Any) -> Any:
-        looked_up.append(interface)
-        return get_binding(interface)
-
-    monkeypatch.setattr(inj.binder, "get_binding", counting)
+    looked_up = record_calls(monkeypatch, inj.binder, "get_binding")
     first, second = inj.get(PerCall), inj.get(PerCall)
     assert first is not second  # unscoped: a new one each time
     assert inj.get(Shared) is inj.get(Shared)  # singleton: one
     assert inj.get(str) == "configured"
     assert inj.get(str, scope=injector.singleton) == "configured"  # a scope asked: injector's
-    assert looked_up.count(PerCall) == 1
-    assert looked_up.count(Shared) == 1
-    assert looked_up.count(str) == 2  # once sealed, once for the call that names a scope
+    assert looked_up.count((PerCall,)) == 1
+    assert looked_up.count((Shared,)) == 1
+    assert looked_up.count((str,)) == 2  # once sealed, once for the call that names a scope
 
 
 class Chicken:
@@ -151,26 +138,23 @@ def test_once_sealed_a_callable_provided_for_once_skips_the_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     inj = build()
-    stacked: list[Any] = []
-    args_to_inject = inj.args_to_inject
+    record = record_calls(monkeypatch, inj, "args_to_inject")  # (function, bindings, owner)
 
-    def counting(function: Any, bindings: Any, owner_key: Any) -> Any:
-        stacked.append(function)
-        return args_to_inject(function, bindings, owner_key)
+    def stacked(function: Callable[..., Any]) -> int:
+        return sum(call[0] is function for call in record)
 
-    monkeypatch.setattr(inj, "args_to_inject", counting)
     inj.get(Service)  # not sealed yet: every call checks
     inj.get(Service)
-    assert stacked.count(Service.__init__) == 2
+    assert stacked(Service.__init__) == 2
     inj.seal()
     first, second = inj.get(Service), inj.get(Service)
-    assert stacked.count(Service.__init__) == 3  # once more after sealing, then never
+    assert stacked(Service.__init__) == 3  # once more after sealing, then never
     assert first is not second  # unscoped: new ones
     assert first.clock is not second.clock
     assert second.label == "configured"
     assert inj.call_with_injection(view, args=(7,)) == "7:now"
     assert inj.call_with_injection(view, kwargs={"item_id": 8, "extra": "!"}) == "8:now!"
-    assert stacked.count(view) == 1
+    assert stacked(view) == 1
 
 
 def test_a_call_whose_arguments_stand_in_for_dependencies_proves_no_absence_of_cycles() -> None:

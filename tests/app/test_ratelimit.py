@@ -8,7 +8,7 @@ import socket
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import redis
@@ -19,6 +19,7 @@ from app import create_app
 from app.config import HostConfig
 from app.ratelimit import PER_PROCESS_WARNING, counting_in_memory, redis_client, storage_errors
 from tests.conftest import AppFactory
+from tests.spies import record_calls
 
 REDIS_URL = os.environ.get("POWERSTRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -157,14 +158,7 @@ def test_plugin_limits_fail_open_on_their_storages_errors(uri: str, redis_errors
 def test_limits_are_resolved_once_per_route_and_every_request_still_counts(
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[str | None] = []
-    original = LimitManager.resolve_limits
-
-    def counting(self: LimitManager, app: Flask, endpoint: str | None = None, *rest: Any) -> Any:
-        asked.append(endpoint)
-        return original(self, app, endpoint, *rest)
-
-    monkeypatch.setattr(LimitManager, "resolve_limits", counting)
+    asked = record_calls(monkeypatch, LimitManager, "resolve_limits")  # (self, app, endpoint, ...)
     client = make_app(RATELIMIT_DEFAULT=["2/minute", "3/hour"]).test_client()
     items = [client.get("/api/probe/items") for _ in range(3)]
     assert [answer.status_code for answer in items] == [200, 200, 429]
@@ -172,4 +166,4 @@ def test_limits_are_resolved_once_per_route_and_every_request_still_counts(
     # Another route counts apart (its answers are 404s on purpose: counted all the same).
     other = [client.get("/api/probe/status/404").status_code for _ in range(3)]
     assert other == [404, 404, 429]
-    assert asked == ["probe.Items", "probe.status"]
+    assert [call[2] for call in asked] == ["probe.Items", "probe.status"]
