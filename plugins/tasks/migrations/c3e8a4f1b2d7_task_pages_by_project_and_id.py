@@ -3,6 +3,11 @@
 Revision ID: c3e8a4f1b2d7
 Revises: b51e7c3a9d02
 Create Date: 2026-11-29 03:50:00.000000
+
+The index is built in the migration's transaction, where the host lifts the statement
+timeout; PostgreSQL blocks writes to the table while it builds. On a table too large for that,
+build it beforehand without blocking (``CREATE INDEX CONCURRENTLY ix_tasks_tasks_project_id_id
+ON tasks_tasks (project_id, id)``): the migration then finds it and only drops the old one.
 """
 
 from __future__ import annotations
@@ -21,22 +26,12 @@ BY_PROJECT = "ix_tasks_tasks_project_id"
 BY_PROJECT_AND_ID = "ix_tasks_tasks_project_id_id"
 
 
-def _swap(create: str, columns: list[str], drop: str) -> None:
-    # PostgreSQL builds and drops the index without blocking writes to the table (outside a
-    # transaction, as CONCURRENTLY requires); SQLite's is a plain statement.
-    if op.get_context().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            op.create_index(create, TABLE, columns, postgresql_concurrently=True)
-            op.drop_index(drop, table_name=TABLE, postgresql_concurrently=True)
-        return
-    op.create_index(create, TABLE, columns)
-    op.drop_index(drop, table_name=TABLE)
-
-
 def upgrade() -> None:
     # (project_id, id) replaces (project_id): it serves every look-up by project too.
-    _swap(BY_PROJECT_AND_ID, ["project_id", "id"], BY_PROJECT)
+    op.create_index(BY_PROJECT_AND_ID, TABLE, ["project_id", "id"], if_not_exists=True)
+    op.drop_index(BY_PROJECT, table_name=TABLE, if_exists=True)
 
 
 def downgrade() -> None:
-    _swap(BY_PROJECT, ["project_id"], BY_PROJECT_AND_ID)
+    op.create_index(BY_PROJECT, TABLE, ["project_id"], if_not_exists=True)
+    op.drop_index(BY_PROJECT_AND_ID, table_name=TABLE, if_exists=True)
