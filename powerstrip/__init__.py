@@ -23,7 +23,7 @@ from powerstrip.contracts import (
     PluginRegistry,
     RateLimits,
 )
-from powerstrip.db import Model, UnitOfWork, UtcDateTime, Versioned
+from powerstrip.db import Model, UnitOfWork, UtcDateTime, Versioned, refuse_long_strings
 from powerstrip.events import EventBus
 from powerstrip.http import (
     API_KEY_HEADER,
@@ -74,6 +74,7 @@ __all__ = [
     "injected",
     "paginated",
     "problem_responses",
+    "refuse_long_strings",
     "request_scope",
     "requires",
     "settings_environment",

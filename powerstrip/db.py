@@ -17,14 +17,24 @@ the end; a plugin's repository asks for that ``Session``, its services for a ``U
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar
 
 import injector
-from sqlalchemy import BigInteger, Connection, DateTime, Dialect, Integer, MetaData, event
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    Table,
+    event,
+)
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -109,14 +119,27 @@ def _refuse_strings_longer_than_their_columns(
 ) -> None:
     """Raise a 422 :class:`Problem` for a string attribute longer than its column's length."""
     values = target.__dict__
+    _refuse_too_long(
+        (attribute.key, attribute.columns[0], values.get(attribute.key))
+        for attribute in mapper.column_attrs
+    )
+
+
+def refuse_long_strings(table: Table, values: Mapping[str, Any]) -> None:
+    """Raise the 422 :class:`Problem` a model's INSERT or UPDATE raises for a string longer
+    than its column, for ``values`` a Core statement writes into ``table`` (it fires no ORM
+    event): ``refuse_long_strings(Note.__table__, values)`` before ``insert(...)``."""
+    _refuse_too_long((name, table.c[name], value) for name, value in values.items())
+
+
+def _refuse_too_long(written: Iterable[tuple[str, ColumnElement[Any], Any]]) -> None:
     errors = {}
-    for attribute in mapper.column_attrs:
-        value = values.get(attribute.key)
+    for name, column, value in written:
         if type(value) is not str:
             continue
-        length = getattr(attribute.columns[0].type, "length", None)
+        length = getattr(column.type, "length", None)
         if length is not None and len(value) > length:
-            errors[attribute.key] = [f"Longer than {length} characters."]
+            errors[name] = [f"Longer than {length} characters."]
     if errors:
         raise Problem(422, TOO_LONG, errors=errors)
 

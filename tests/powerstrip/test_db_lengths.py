@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 from flask import Flask
+from sqlalchemy import Table
 
 from plugins.tasks.models import Member, Project
-from powerstrip import Problem
+from powerstrip import Problem, refuse_long_strings
 from powerstrip.db import TOO_LONG
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -53,3 +55,18 @@ def test_an_update_longer_than_a_column_is_refused_and_the_row_kept(
         session.rollback()
     with sessions() as session:
         assert session.get(Project, row_id).name == "é" * 200
+
+
+def test_values_for_a_core_statement_are_checked_as_a_models_are() -> None:
+    """A Core insert()/update() fires no ORM event: refuse_long_strings is the same check."""
+    table = cast(Table, Project.__table__)
+    with pytest.raises(Problem) as raised:
+        refuse_long_strings(table, {"name": "x" * 201, "owner": "o" * 65, "description": "d"})
+    assert raised.value.code == 422
+    assert raised.value.description == TOO_LONG
+    assert raised.value.errors == {
+        "name": ["Longer than 200 characters."],
+        "owner": ["Longer than 64 characters."],
+    }
+    # At the limit, unbounded text and values that are not strings pass.
+    refuse_long_strings(table, {"name": "x" * 200, "description": "d" * 10_000, "id": 7})

@@ -49,6 +49,7 @@ def test_exported_names() -> None:
         "injected",
         "paginated",
         "problem_responses",
+        "refuse_long_strings",
         "request_scope",
         "requires",
         "settings_environment",
