@@ -100,9 +100,9 @@ class Injector(injector.Injector):
 
     Injector provides a callable's dependencies under one process-wide lock, keeping a stack to
     find circular dependencies by. Once sealed, a callable provided for once without one gets
-    its dependencies straight from ``get`` afterwards: the graph below it cannot change, so
-    neither stack nor lock is needed (scopes lock what they share themselves: singletons are
-    built under injector's lock).
+    the same dependencies straight from ``get`` afterwards (a view is asked for the same every
+    time): the graph below them cannot change, so neither stack nor lock is needed (scopes lock
+    what they share themselves: singletons are built under injector's lock).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
