@@ -35,6 +35,7 @@ if not _owner.startswith(f"{os.getpid()}:"):  # this master's first load (not a 
 
 from app import metrics  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
 from app.db import after_fork  # noqa: E402
+from app.gunicorn_logger import GunicornLogger  # noqa: E402
 from app.logs import logging_config  # noqa: E402
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -80,6 +81,7 @@ logconfig_dict = logging_config(
 )
 # Its format: the path without the query string, and no user name or referrer, any of which
 # may carry a token or personal data (as the app's own record has none of them).
+logger_class = GunicornLogger  # no access line built unless GUNICORN_ACCESSLOG asks
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
 errorlog = "-"
 capture_output = False

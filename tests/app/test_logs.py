@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from flask.testing import FlaskClient
+from gunicorn.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.gunicorn_logger import GunicornLogger
 from app.logs import REQUEST_ID_HEADER, ListeningFilter, configure_logging, logging_config
 from tests.conftest import AppFactory
+from tests.spies import record_calls
 
 UUID_HEX = 32
 
@@ -138,6 +143,31 @@ def test_gunicorn_access_log_only_when_asked(
     access = logging_config(gunicorn_access_log=enabled)["loggers"]["gunicorn.access"]
     assert access["level"] == level
     assert access["handlers"] == handlers
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_gunicorn_builds_its_access_line_only_when_written(
+    enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn's own Logger works out the line's atoms for every request once any logging
+    configuration is given, even when ``gunicorn.access`` drops the line."""
+    config = Config()
+    config.set("logconfig_dict", logging_config(gunicorn_access_log=enabled))
+    logger = GunicornLogger(config)
+    atoms = record_calls(monkeypatch, logger, "atoms")
+    written = record_calls(monkeypatch, logger.access_log, "info")
+    response = SimpleNamespace(status="200 OK", headers=[], sent=2, response_length=2)
+    request = SimpleNamespace(headers=[], method="GET", uri="/", path="/", query="", version=(1, 1))
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+
+    logger.access(response, request, environ, timedelta(milliseconds=3))
+
+    assert len(atoms) == len(written) == int(enabled)
 
 
 @pytest.mark.parametrize(
