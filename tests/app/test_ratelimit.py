@@ -13,11 +13,19 @@ from typing import cast
 import pytest
 import redis
 from flask import Flask
+from flask_limiter import Limiter
 from flask_limiter._manager import LimitManager
+from flask_limiter.util import get_remote_address
 
 from app import create_app
 from app.config import HostConfig
-from app.ratelimit import PER_PROCESS_WARNING, counting_in_memory, redis_client, storage_errors
+from app.ratelimit import (
+    PER_PROCESS_WARNING,
+    counting_in_memory,
+    redis_client,
+    skip_blueprints,
+    storage_errors,
+)
 from tests.conftest import AppFactory
 from tests.spies import record_calls
 
@@ -73,6 +81,27 @@ def test_docs_and_spec_are_exempt(make_app: AppFactory) -> None:
         assert client.get("/api/docs").status_code == 200
         with client.get("/api/docs/assets/swagger-ui.css") as asset:
             assert asset.status_code == 200
+
+
+def test_exempt_blueprints_never_reach_the_limiters_check(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not merely uncounted: flask-limiter's check would still resolve limits for them."""
+    checks = record_calls(monkeypatch, Limiter, "_check_request_limit")
+    client = make_app(RATELIMIT_DEFAULT=["1/minute"]).test_client()
+    for path in ("/api/openapi.json", "/api/v1/health/live", "/api/openapi.json"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response.headers
+    assert checks == []
+    assert client.get("/api/probe/items").headers["X-RateLimit-Limit"] == "1"
+    assert len(checks) == 1
+
+
+def test_a_limiter_checking_requests_some_other_way_stops_startup() -> None:
+    limiter = Limiter(get_remote_address)  # never init_app'ed: no hook of its own
+    with pytest.raises(RuntimeError, match="not a before-request hook"):
+        skip_blueprints(Flask(__name__), limiter, frozenset({"docs"}))
 
 
 def test_limiting_can_be_disabled(make_app: AppFactory) -> None:
