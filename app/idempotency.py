@@ -335,10 +335,12 @@ def init_app(
 
     def claim_key() -> Response | None:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is None:  # most requests: nothing more to look up
+            return None
         caller = request_principal().caller
         operation = (str(request.endpoint), request.method)
-        if key is None or caller is None or operation not in operations:
-            return None  # not deduplicated: no key, or no caller to scope it to
+        if caller is None or operation not in operations:
+            return None  # not deduplicated: no caller to scope the key to, or not marked
         if len(key) > 1 and key[0] == key[-1] == '"':
             key = key[1:-1]  # the draft's Structured Field string form: "abc" is abc
         if not KEY_PATTERN.fullmatch(key):
