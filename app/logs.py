@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
+from pythonjsonlogger.core import LogData
 from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from powerstrip.http import REQUEST_ID_HEADER
 
@@ -42,6 +44,25 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
     @stream.setter
     def stream(self, _value: TextIO) -> None:
         """Ignore: the stream is always the current ``sys.stdout``."""
+
+
+class JsonLines(OrjsonFormatter):
+    """python-json-logger's orjson formatter: a record is one compact JSON line, written about
+    three times faster than by its ``json`` formatter (the access record is on every request).
+
+    What orjson refuses (an integer beyond 64 bits, a lone surrogate in a string) is written by
+    the ``json`` formatter instead, non-ASCII escaped, rather than losing the record.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fallback = JsonFormatter(*args, **kwargs)
+
+    def jsonify_log_record(self, log_data: LogData) -> str:
+        try:
+            return super().jsonify_log_record(log_data)
+        except TypeError:  # orjson.JSONEncodeError
+            return self._fallback.jsonify_log_record(log_data)
 
 
 class RequestIdFilter(logging.Filter):
@@ -103,7 +124,7 @@ def logging_config(
         },
         "formatters": {
             "json": {
-                "()": JsonFormatter,
+                "()": JsonLines,
                 "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
                 "rename_fields": {"levelname": "level", "name": "logger"},
                 "timestamp": True,

@@ -145,6 +145,21 @@ def test_gunicorn_access_log_only_when_asked(
     assert access["handlers"] == handlers
 
 
+@pytest.mark.parametrize("value", [2**70, "caf\udce9", "café", {"nested": [1.5, None]}, -(2**63)])
+def test_a_record_is_one_json_line_whatever_its_values(value: object) -> None:
+    """Values orjson refuses (beyond 64 bits, a lone surrogate) go through json instead."""
+    spec = dict(logging_config()["formatters"]["json"])
+    formatter = spec.pop("()")(**spec)
+    record = logging.LogRecord("app.test", logging.INFO, __file__, 1, "hello", (), None)
+    record.value = value
+
+    line = formatter.format(record)
+
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["logger"], parsed["message"], parsed["value"]) == ("app.test", "hello", value)
+
+
 @pytest.mark.parametrize("enabled", [False, True])
 def test_gunicorn_builds_its_access_line_only_when_written(
     enabled: bool, monkeypatch: pytest.MonkeyPatch
