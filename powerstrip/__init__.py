@@ -35,7 +35,7 @@ from powerstrip.http import (
 )
 from powerstrip.idempotency import idempotent
 from powerstrip.metrics import PluginMetrics
-from powerstrip.paging import Page, PageRequest, fetch_page, paginated
+from powerstrip.paging import Page, PageQuery, PageRequest, fetch_page, paginated
 from powerstrip.plugin import ENTRY_POINT_GROUP, Plugin, PluginContext, settings_environment
 from powerstrip.problems import Problem, problem_responses
 
@@ -55,6 +55,7 @@ __all__ = [
     "HealthCheck",
     "Model",
     "Page",
+    "PageQuery",
     "PageRequest",
     "Plugin",
     "PluginContext",

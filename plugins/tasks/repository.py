@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -9,8 +10,8 @@ from typing import Any, cast
 
 from injector import inject
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
-    Select,
     Table,
     and_,
     bindparam,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from plugins.tasks.models import Activity, Member, Project, Task
-from powerstrip import Page, PageRequest, Problem, fetch_page, refuse_long_strings
+from powerstrip import Page, PageQuery, PageRequest, Problem, fetch_page, refuse_long_strings
 
 PURGE_BATCH = 500  # ids per DELETE: far below every database's bound-parameter limit
 SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
@@ -65,6 +66,19 @@ class TaskFilter:
     due_after: date | None = None
     text: str | None = None
 
+    def values(self) -> dict[str, Any]:
+        """The filters given, as the list query's parameters (see ``_task_pages``)."""
+        values: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("status", "assignee", "due_before", "due_after")
+            if getattr(self, name)
+        }
+        if self.label:
+            values["label"] = _containing(f",{self.label},")
+        if self.text:
+            values["text"] = _containing(self.text.lower())
+        return values
+
 
 @dataclass(frozen=True, slots=True)
 class Sort:
@@ -97,6 +111,49 @@ class Sort:
         if self.descending:
             return [column.desc(), Task.id.desc()]
         return [column.asc(), Task.id.asc()]
+
+
+@functools.lru_cache(maxsize=2048)  # 2^6 filter sets x membership x 12 sorts: 1,536 shapes
+def _task_pages(given: frozenset[str], sort: Sort) -> PageQuery[Task]:
+    """The task list for one shape of request (which filters ``given``, the sort), built
+    once; each request passes its values (``TaskFilter.values``)."""
+    query = select(Task).where(Task.project_id == bindparam("project_id"))
+    if "status" in given:
+        query = query.where(Task.status == bindparam("status"))
+    if "assignee" in given:
+        query = query.where(Task.assignee == bindparam("assignee"))
+    if "label" in given:
+        query = query.where(Task.label_index.like(bindparam("label"), escape=_ESCAPE))
+    if "due_before" in given:
+        query = query.where(Task.due_date < bindparam("due_before"))
+    if "due_after" in given:
+        query = query.where(Task.due_date > bindparam("due_after"))
+    if "text" in given:
+        text: BindParameter[str] = bindparam("text")
+        query = query.where(
+            or_(
+                func.lower(Task.title).like(text, escape=_ESCAPE),
+                func.lower(Task.description).like(text, escape=_ESCAPE),
+            )
+        )
+    if "member" in given:
+        membership = select(_MEMBERS.role).where(
+            _MEMBERS.project_id == bindparam("project_id"),
+            _MEMBERS.principal == bindparam("member"),
+        )
+        query = query.where(membership.exists())
+    return PageQuery(query, order=sort.order())
+
+
+_ESCAPE = "/"
+
+
+def _containing(text: str) -> str:
+    """A LIKE pattern (escaped with ``_ESCAPE``) matching ``text`` anywhere, its ``%`` and
+    ``_`` literal: what SQLAlchemy's ``contains(text, autoescape=True)`` sends."""
+    for special in (_ESCAPE, "%", "_"):  # the escape character itself first
+        text = text.replace(special, _ESCAPE + special)
+    return f"%{text}%"
 
 
 class TasksRepository:
@@ -168,28 +225,6 @@ class TasksRepository:
         )
         return fetch_page(self.session, query, paging, order=[Project.id.asc()])
 
-    def _filtered(self, project_id: int, where: TaskFilter) -> Select[Task]:
-        query = select(Task).where(Task.project_id == project_id)
-        if where.status:
-            query = query.where(Task.status == where.status)
-        if where.assignee:
-            query = query.where(Task.assignee == where.assignee)
-        if where.label:
-            query = query.where(Task.label_index.contains(f",{where.label},", autoescape=True))
-        if where.due_before:
-            query = query.where(Task.due_date < where.due_before)
-        if where.due_after:
-            query = query.where(Task.due_date > where.due_after)
-        if where.text:
-            pattern = where.text.lower()
-            query = query.where(
-                or_(
-                    func.lower(Task.title).contains(pattern, autoescape=True),
-                    func.lower(Task.description).contains(pattern, autoescape=True),
-                )
-            )
-        return query
-
     def tasks(
         self,
         project_id: int,
@@ -201,13 +236,12 @@ class TasksRepository:
     ) -> Page[Task]:
         """A page of a project's tasks: by page number or after a cursor. With ``member``, the
         query itself requires that principal's membership: no rows for a non-member."""
-        query = self._filtered(project_id, where)
+        values = where.values()
+        values["project_id"] = project_id
         if member is not None:
-            membership = select(_MEMBERS.role).where(
-                _MEMBERS.project_id == project_id, _MEMBERS.principal == member
-            )
-            query = query.where(membership.exists())
-        return fetch_page(self.session, query, paging, order=sort.order())
+            values["member"] = member
+        pages = _task_pages(frozenset(values), sort)
+        return pages.fetch(self.session, paging, values)
 
     def record(
         self,

@@ -29,6 +29,7 @@ def test_exported_names() -> None:
         "Model",
         "NO_STORE_HEADERS",
         "Page",
+        "PageQuery",
         "PageRequest",
         "Plugin",
         "PluginContext",

@@ -307,3 +307,15 @@ def test_an_activity_entry_longer_than_its_columns_is_refused(migrated_app: Flas
         repository.record(actor="x" * 64, **entry)
         session.commit()
         assert [entry.actor for entry in repository.activity(1, 10)] == ["x" * 64]
+
+
+def test_text_search_takes_like_wildcards_literally(people: People) -> None:
+    project = people.owner.project()
+    for title in ("50% done", "a_b", "x/y", "axb", "500 done", "x//y"):
+        people.owner.task(project, title=title)
+    base = f"{PROJECTS}/{project}/tasks"
+    assert titles(people.owner.get(f"{base}?q=%25")) == ["50% done"]
+    assert titles(people.owner.get(f"{base}?q=a_b")) == ["a_b"]
+    assert titles(people.owner.get(f"{base}?q=x/y")) == ["x/y"]
+    assert titles(people.owner.get(f"{base}?q=x//")) == ["x//y"]
+    assert titles(people.owner.get(f"{base}?q=0%25%20d")) == ["50% done"]
