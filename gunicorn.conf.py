@@ -79,9 +79,9 @@ logconfig_dict = logging_config(
     gunicorn_access_log=os.environ.get("GUNICORN_ACCESSLOG", "") in {"1", "true", "-"},
     bind=bind.split(","),
 )
+logger_class = GunicornLogger  # no access line built unless GUNICORN_ACCESSLOG asks
 # Its format: the path without the query string, and no user name or referrer, any of which
 # may carry a token or personal data (as the app's own record has none of them).
-logger_class = GunicornLogger  # no access line built unless GUNICORN_ACCESSLOG asks
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
 errorlog = "-"
 capture_output = False

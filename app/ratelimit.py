@@ -123,7 +123,7 @@ def skip_blueprints(app: Flask, limiter: Limiter, exempt: frozenset[str]) -> Non
 
     Neither of flask-limiter's own ways is free: ``limiter.exempt(blueprint)`` and a request
     filter each leave its check resolving limits and meta-limit exemptions for a request it
-    then does not count (a tenth of the CPU of the live probe, served), and a filter runs on
+    then does not count (6% of the live probe's CPU, served), and a filter runs on
     every other request too. Here the check it registered (``init_app`` in 4.x adds its bound
     ``_check_request_limit`` to the before-request hooks unless limiting is disabled; this
     fails at startup if it did not) is wrapped, so their requests never reach it: no limit,
