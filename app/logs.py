@@ -50,8 +50,10 @@ class JsonLines(OrjsonFormatter):
     """python-json-logger's orjson formatter: a record is one compact JSON line, formatted in
     half the time its ``json`` formatter takes (the access record is on every request).
 
-    What orjson refuses (an integer beyond 64 bits, a lone surrogate in a string) is written by
-    the ``json`` formatter instead, non-ASCII escaped, rather than losing the record.
+    A line orjson would write with non-ASCII characters in it (a client's path, say), or
+    cannot write at all (an integer beyond 64 bits, a lone surrogate), is written by the
+    ``json`` formatter instead, every non-ASCII character escaped: whatever the encoding of
+    stdout, no record is lost, and U+2028 never splits one. NaN and infinities are ``null``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,9 +62,10 @@ class JsonLines(OrjsonFormatter):
 
     def jsonify_log_record(self, log_data: LogData) -> str:
         try:
-            return super().jsonify_log_record(log_data)
+            line = super().jsonify_log_record(log_data)
         except TypeError:  # orjson.JSONEncodeError
             return self._fallback.jsonify_log_record(log_data)
+        return line if line.isascii() else self._fallback.jsonify_log_record(log_data)
 
 
 class RequestIdFilter(logging.Filter):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from flask.testing import FlaskClient
 from gunicorn.config import Config
+from gunicorn.instrument.statsd import Statsd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,9 +147,12 @@ def test_gunicorn_access_log_only_when_asked(
     assert access["handlers"] == handlers
 
 
-@pytest.mark.parametrize("value", [2**70, "caf\udce9", "café", {"nested": [1.5, None]}, -(2**63)])
+@pytest.mark.parametrize(
+    "value", [2**70, "caf\udce9", "café", "a\u2028b", {"nested": [1.5, None]}, -(2**63)]
+)
 def test_a_record_is_one_json_line_whatever_its_values(value: object) -> None:
-    """Values orjson refuses (beyond 64 bits, a lone surrogate) go through json instead."""
+    """Values orjson refuses (beyond 64 bits, a lone surrogate) or writes raw (non-ASCII) go
+    through json instead."""
     spec = dict(logging_config()["formatters"]["json"])
     formatter = spec.pop("()")(**spec)
     record = logging.LogRecord("app.test", logging.INFO, __file__, 1, "hello", (), None)
@@ -155,12 +160,27 @@ def test_a_record_is_one_json_line_whatever_its_values(value: object) -> None:
 
     line = formatter.format(record)
 
-    assert "\n" not in line
+    assert line.isascii()  # whatever stdout's encoding; no U+2028 splitting a line either
     parsed = json.loads(line)
     assert (parsed["logger"], parsed["message"], parsed["value"]) == ("app.test", "hello", value)
 
 
+@pytest.fixture
+def gunicorns_loggers() -> Iterator[None]:
+    """gunicorn's Logger configures the process's logging; put it back as it was."""
+    names = ("", "gunicorn.error", "gunicorn.access")
+    kept = [
+        (logger, logger.level, logger.handlers[:], logger.filters[:], logger.propagate)
+        for logger in map(logging.getLogger, names)
+    ]
+    yield
+    for logger, level, handlers, filters, propagate in kept:
+        logger.setLevel(level)
+        logger.handlers[:], logger.filters[:], logger.propagate = handlers, filters, propagate
+
+
 @pytest.mark.parametrize("enabled", [False, True])
+@pytest.mark.usefixtures("gunicorns_loggers")
 def test_gunicorn_builds_its_access_line_only_when_written(
     enabled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +203,17 @@ def test_gunicorn_builds_its_access_line_only_when_written(
     logger.access(response, request, environ, timedelta(milliseconds=3))
 
     assert len(atoms) == len(written) == int(enabled)
+
+
+@pytest.mark.usefixtures("gunicorns_loggers")
+def test_gunicorns_statsd_logger_still_takes_over_when_statsd_is_on() -> None:
+    config = Config()
+    config.set("statsd_host", "127.0.0.1:9125")  # a UDP socket connected, nothing sent
+    logger = GunicornLogger(config)
+    try:
+        assert type(logger) is Statsd
+    finally:
+        logger.sock.close()
 
 
 @pytest.mark.parametrize(
