@@ -275,8 +275,12 @@ class PageQuery(Generic[T]):
     def __init__(self, query: Select[T], *, order: Sequence[ColumnElement[Any]]) -> None:
         self._query = query
         self._order = tuple(order)
-        self._keys = tuple(_Key.of(element) for element in order)
+        self._keys = tuple(_Key.of(element) for element in self._order)
         self._keyset_checked = False
+        # Each statement built when first needed (fetch_page's one-off PageQuery builds one
+        # or two). Not functools.cached_property: on Python 3.11 it takes one lock shared by
+        # every instance. Two threads may both build a statement the first time: either does.
+        self._built: dict[str, Select[Any]] = {}
 
     def fetch(
         self, session: Session, paging: PageRequest, params: Mapping[str, Any] | None = None
@@ -292,42 +296,38 @@ class PageQuery(Generic[T]):
             values.update((f"{_AFTER}{index}", value) for index, value in enumerate(after))
         total = None
         if paging.count:
-            total = session.scalar(self._count, values) or 0
+            total = session.scalar(self._statement("count"), values) or 0
         if paging.cursor is None:
             values[_OFFSET], values[_LIMIT] = paging.offset, paging.size
-            rows = session.scalars(self._numbered, values).all()
+            rows = session.scalars(self._statement("numbered"), values).all()
             return Page(rows, paging, total)
         values[_LIMIT] = paging.size + 1  # one more: whether a next page exists
-        statement = self._following if paging.cursor else self._first
+        statement = self._statement("following" if paging.cursor else "first")
         rows = session.scalars(statement, values).all()
         more = len(rows) > paging.size
         rows = rows[: paging.size]
         next_cursor = _encode(self._keys, rows[-1]) if more else None
         return Page(rows, paging, total, next_cursor)
 
-    # Each statement built when first needed (fetch_page's one-off PageQuery builds one or two).
-    @functools.cached_property
-    def _count(self) -> Select[int]:
-        return select(func.count()).select_from(self._query.order_by(None).subquery())
+    def _statement(self, name: str) -> Select[Any]:
+        statement = self._built.get(name)
+        if statement is None:
+            statement = self._built[name] = self._build(name)
+        return statement
 
-    @functools.cached_property
-    def _ordered(self) -> Select[T]:
-        return self._query.order_by(*self._order)
-
-    @functools.cached_property
-    def _numbered(self) -> Select[T]:
-        return self._ordered.offset(bindparam(_OFFSET)).limit(bindparam(_LIMIT))
-
-    @functools.cached_property
-    def _first(self) -> Select[T]:
-        return self._ordered.limit(bindparam(_LIMIT))
-
-    @functools.cached_property
-    def _following(self) -> Select[T]:
+    def _build(self, name: str) -> Select[Any]:
+        if name == "count":
+            return select(func.count()).select_from(self._query.order_by(None).subquery())
+        ordered = self._query.order_by(*self._order)
+        limit: BindParameter[int] = bindparam(_LIMIT)
+        if name == "numbered":
+            return ordered.offset(bindparam(_OFFSET)).limit(limit)
+        if name == "first":
+            return ordered.limit(limit)
         after: list[BindParameter[Any]] = [
             bindparam(f"{_AFTER}{index}") for index in range(len(self._keys))
         ]
-        return self._ordered.where(_after(self._keys, after)).limit(bindparam(_LIMIT))
+        return ordered.where(_after(self._keys, after)).limit(limit)
 
 
 @dataclass(frozen=True, slots=True)
