@@ -425,8 +425,14 @@ def _refused() -> ValueError:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str):
+    # No NUL or lone surrogate, which no database stores: the host refuses them in query
+    # strings and bodies, and a cursor is base64 text they would hide in.
+    if not isinstance(value, str) or "\x00" in value:
         raise _refused()
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise _refused() from None
     return value
 
 

@@ -146,6 +146,8 @@ def test_cursor_values_are_read_as_their_column_type(value: Any, kind: type, par
         ("x", float),
         (3, date),
         ([], str),
+        ("a\x00b", str),
+        ("\udc80", str),
         ("NaN", Decimal),
         ("2030-01-02T03:04:05", datetime),
         ("x", bytes),

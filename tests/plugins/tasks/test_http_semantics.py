@@ -173,6 +173,8 @@ def _cursor_with(cursor: str, values: list[Any]) -> str:
         ("id", []),  # too few values
         ("priority", ["high", 3]),
         ("title", [7, 3]),
+        ("title", ["x\x00y", 3]),  # PostgreSQL refuses NUL in text
+        ("title", ["\ud800", 3]),  # a lone surrogate: not UTF-8
         ("-created_at", ["yesterday", 3]),
         ("-created_at", [12, 3]),
         ("-created_at", ["2030-01-01T00:00:00", 3]),  # no timezone
