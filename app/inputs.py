@@ -29,6 +29,7 @@ from urllib.parse import unquote_to_bytes
 from flask import request
 
 from app.errors import VALIDATION_ERROR_TYPE
+from powerstrip.db import storable
 from powerstrip.problems import Problem
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -73,22 +74,10 @@ def parse_json(data: bytes) -> Any:
     return json.loads(data, parse_int=_parse_int, parse_constant=_parse_constant)
 
 
-def _bad_string(value: str) -> bool:
-    if "\x00" in value:
-        return True
-    if value.isascii():
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape
-        return True
-    return False
-
-
 def _value_problem(value: Any) -> str | None:
     kind = type(value)
     if kind is str:
-        return BAD_STRING if _bad_string(value) else None
+        return BAD_STRING if not storable(value) else None
     if kind is int:
         return None if INT64_MIN <= value <= INT64_MAX else OUT_OF_RANGE
     if kind is _TooLarge:
@@ -113,7 +102,7 @@ def body_errors(document: Any) -> Iterator[tuple[str, str]]:
             items = value.items() if isinstance(value, dict) else enumerate(value)
             children = []
             for key, child in items:
-                if isinstance(key, str) and _bad_string(key):
+                if isinstance(key, str) and not storable(key):
                     yield path or "_schema", BAD_MEMBER_NAME
                     continue
                 children.append((f"{path}.{key}" if path else str(key), child, depth + 1))

@@ -125,6 +125,20 @@ def _refuse_strings_longer_than_their_columns(
     )
 
 
+def storable(text: str) -> bool:
+    """Whether every database can store ``text``: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not UTF-8). The host refuses other text in query strings and bodies."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape
+        return False
+    return True
+
+
 def refuse_long_strings(table: Table, values: Mapping[str, Any]) -> None:
     """Raise the 422 :class:`Problem` a model's INSERT or UPDATE raises for a string longer
     than its column, for ``values`` a Core statement writes into ``table`` (it fires no ORM

@@ -60,6 +60,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BindParameter, UnaryExpression
 from sqlalchemy.types import TypeDecorator
 
+from powerstrip.db import storable
 from powerstrip.http import LINK_HEADER, PAGINATION_HEADER, mark, parameter_of, passes, unpack
 from powerstrip.problems import Problem
 
@@ -425,14 +426,9 @@ def _refused() -> ValueError:
 
 
 def _text(value: Any) -> str:
-    # No NUL or lone surrogate, which no database stores: the host refuses them in query
-    # strings and bodies, and a cursor is base64 text they would hide in.
-    if not isinstance(value, str) or "\x00" in value:
+    # A cursor is base64: text the host's input guard refuses would hide in it.
+    if not isinstance(value, str) or not storable(value):
         raise _refused()
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise _refused() from None
     return value
 
 
