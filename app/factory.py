@@ -197,7 +197,9 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
     migrations.init_app(app, enabled)
     exempt = [api.SPEC_BLUEPRINT, api.DOCS_BLUEPRINT]
     exempt += [name for name, owner in owners.items() if records[owner].plugin_exempt]
-    ratelimit.init_app(app, limiter, exempt_blueprints=exempt)
+    ratelimit.init_app(
+        app, limiter, exempt_blueprints=exempt, errors=ratelimit.storage_errors(host_config)
+    )
     if traced is not None:
         tracing.trace_redis(traced, ratelimit.redis_client(limiter))
     security.init_app(app, host_config)

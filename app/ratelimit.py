@@ -12,21 +12,26 @@ and goes back to Redis once a ping answers (flask-limiter retries after 1, 2, 4.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
-from flask_limiter import HeaderNames, Limiter
-from flask_limiter.util import get_remote_address
+from flask import Flask, Response, g, request
+from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
+from flask_limiter.util import get_qualified_name, get_remote_address
 from limits import parse_many
-from limits.strategies import RateLimiter
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
+from werkzeug.http import parse_date
 
 from app import counters
 from app.config import HostConfig
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     # redis is imported only where Redis holds the counters: importing it (with the
     # OpenTelemetry SDK it pulls in) took about a tenth of the app's startup.
     import redis
+    from flask_limiter._limits import RuntimeLimit
 
 log = logging.getLogger(__name__)
 PER_PROCESS_WARNING = (
@@ -105,41 +111,269 @@ def make_limiter(config: HostConfig) -> Limiter:
     )
 
 
-def init_app(app: Flask, limiter: Limiter, *, exempt_blueprints: list[str]) -> None:
+def init_app(
+    app: Flask,
+    limiter: Limiter,
+    *,
+    exempt_blueprints: list[str],
+    errors: tuple[type[Exception], ...] = (OSError,),
+) -> None:
     """Apply the default limits to every route but the exempt blueprints.
 
-    Also reports the limiter falling back to memory and back (log, metrics when enabled).
+    ``errors``: what the storage raises when unreachable (:func:`storage_errors`). Also
+    reports the limiter falling back to memory and back (log, metrics when enabled).
     """
-    app.after_request(_retry_after_only_on_429)  # runs after the limiter's own hook
     limiter.init_app(app)
-    skip_blueprints(app, limiter, frozenset(exempt_blueprints))
     resolve_once(limiter)
+    if limiter.enabled:
+        RequestLimits(app, limiter, frozenset(exempt_blueprints), errors).install()
     measured: Metrics | None = app.extensions.get(METRICS)
     app.after_request(FallbackMonitor(limiter, measured))
 
 
-def skip_blueprints(app: Flask, limiter: Limiter, exempt: frozenset[str]) -> None:
-    """Keep ``limiter``'s request check away from the ``exempt`` blueprints' requests.
+@dataclass(frozen=True, slots=True)
+class _RouteLimit:
+    """One limit of a route, as flask-limiter evaluates it on each request, worked out once."""
 
-    Neither of flask-limiter's own ways is free: ``limiter.exempt(blueprint)`` and a request
-    filter each leave its check resolving limits and meta-limit exemptions for a request it
-    then does not count (6% of the live probe's CPU, served), and a filter runs on
-    every other request too. Here the check it registered (``init_app`` in 4.x adds its bound
-    ``_check_request_limit`` to the before-request hooks unless limiting is disabled; this
-    fails at startup if it did not) is wrapped, so their requests never reach it: no limit,
-    no X-RateLimit headers.
+    runtime: RuntimeLimit
+    cost: int
+    expiry: int  # the window, in seconds
+    before: str  # the storage key is before + the client's key + after
+    after: str
+
+    @classmethod
+    def of(cls, runtime: RuntimeLimit, endpoint: str, prefix: str) -> _RouteLimit:
+        item, scope = runtime.limit, runtime.scope_for(endpoint, None)
+        marker = f"\x00{uuid.uuid4().hex}\x00"  # stands for the client's key
+        before, after = item.key_for(*([prefix] if prefix else []), marker, scope).split(marker)
+        return cls(runtime, runtime.deduction_amount, item.get_expiry(), before, after)
+
+
+_ITS_OWN = "its own"  # a route flask-limiter's own check handles (see RequestLimits)
+_Route = tuple[_RouteLimit, ...] | str
+_STATE = "powerstrip_rate_limit"  # in flask.g: (limit, remaining, reset) or _ITS_OWN
+
+
+class RequestLimits:
+    """flask-limiter's work on each request (its check, its headers), for the host's limits.
+
+    flask-limiter works out each request's limits, keys and headers from scratch: about 500
+    function calls a request (a sixth of a single task's GET, in process), and three storage round
+    trips (with Redis: the counter's increment, then its value and its time to live for the
+    ``X-RateLimit-*`` headers). The host's limits are plain ones (the configured defaults, per
+    client address, fixed window; plugins cannot add limits to routes), so each route's are
+    worked out once here, and a request costs one increment (the count it returns gives
+    ``X-RateLimit-Remaining``) and, unless that increment started the window, one read of when
+    the window ends.
+
+    What the check and headers do is flask-limiter's: the same storage keys (so the counts
+    carry over to and from flask-limiter's own check), the same 429 (``RateLimitExceeded``,
+    logged as it logs it), the same headers, ``Retry-After`` on a 429 only (flask-limiter
+    writes it on every answer, under another name here: ``_retry_after_only_on_429``).
+
+    flask-limiter's own check (its before- and after-request hooks, which this replaces)
+    still runs:
+
+    - while its storage is unreachable: it counts in memory then, and pings the storage to go
+      back to it (``_storage_dead``, read by :func:`counting_in_memory`);
+    - for a request whose storage call fails here: the first marks the storage unreachable, as
+      flask-limiter does, and each is counted by flask-limiter's own check, in memory;
+    - for every route, when the limiter is configured beyond what is handled here (meta
+      limits, request filters, a strategy but the fixed window...), and for a route whose
+      limits are (a cost or scope worked out per request, limits per method, ``exempt_when``
+      or ``deduct_when``, a breach callback).
+
+    The exempt blueprints' requests reach neither check: no limit, no ``X-RateLimit-*``
+    headers.
     """
-    check = limiter._check_request_limit  # the hook it registered (see above)
 
-    def check_unless_exempt() -> None:
-        if request.blueprint not in exempt:
-            check()
+    def __init__(
+        self,
+        app: Flask,
+        limiter: Limiter,
+        exempt: frozenset[str],
+        errors: tuple[type[Exception], ...] = (OSError,),
+    ) -> None:
+        """``errors``: what the storage raises when unreachable (:func:`storage_errors`)."""
+        self._app = app
+        self._limiter = limiter
+        self._exempt = exempt
+        self._errors = errors
+        self._routes: dict[str | None, _Route] = {}
+        self._lock = threading.Lock()
+        self._check = limiter._check_request_limit  # flask-limiter's hooks (see install)
+        self._headers = _their_headers(app, limiter)
+        self._release = limiter._Limiter__release_context  # type: ignore[attr-defined]
+        self._logger = limiter.logger
+        self._plain = (
+            isinstance(limiter.limiter, FixedWindowRateLimiter)
+            and limiter._fail_on_first_breach
+            and limiter._headers_enabled
+            and not limiter._meta_limits
+            and not limiter._request_filters
+            and limiter._on_breach is None
+            and limiter._retry_after != "http-date"
+        )
 
-    hooks = app.before_request_funcs.get(None, [])
-    if check in hooks:
-        hooks[hooks.index(check)] = check_unless_exempt
-    elif limiter.enabled:  # a flask-limiter that checks requests some other way
-        raise RuntimeError("flask-limiter's request check is not a before-request hook")
+    def install(self) -> None:
+        """Put these hooks where ``limiter.init_app`` put flask-limiter's own (its before- and
+        after-request hooks and its teardown, all three: startup fails if one is missing)."""
+        app = self._app
+        _replace(app.before_request_funcs.get(None, []), self._check, self.check)
+        _replace(app.after_request_funcs.get(None, []), self._headers, self.headers)
+        _replace(app.teardown_request_funcs.get(None, []), self._release, None)
+
+    def check(self) -> None:
+        """Count the request against its route's limits; a 429 past one of them."""
+        endpoint = request.endpoint
+        route = self._routes.get(endpoint)
+        if route is None:
+            route = self._route(endpoint)
+        if not route:  # exempt, or no limits
+            return
+        if isinstance(route, str) or self._limiter._storage_dead:  # str: _ITS_OWN
+            self._their_check()
+            return
+        try:
+            self._count(route)
+        except self._errors:  # flask-limiter's own check counts in memory from now on
+            if not self._limiter._storage_dead:
+                self._logger.warning(
+                    "Rate limit storage unreachable - falling back to in-memory storage"
+                )
+                self._limiter._storage_dead = True
+            self._their_check()
+
+    def headers(self, response: Response) -> Response:
+        """The ``X-RateLimit-*`` headers of the request's limit; ``Retry-After`` on a 429."""
+        state = g.pop(_STATE, None)
+        if state is None:
+            return response
+        if state is _ITS_OWN:
+            response = _retry_after_only_on_429(self._headers(response))
+            self._release()
+            return response
+        amount, remaining, reset_at = state
+        headers = response.headers
+        headers.add(HeaderNames.LIMIT.value, amount)
+        headers.add(HeaderNames.REMAINING.value, remaining)
+        headers.add(HeaderNames.RESET.value, str(reset_at))
+        if response.status_code == 429:
+            headers["Retry-After"] = str(int(_retry_at(headers.get("Retry-After"), reset_at)))
+        return response
+
+    def _count(self, route: tuple[_RouteLimit, ...]) -> None:
+        """flask-limiter's evaluation of plain limits (smallest window first, stopping at the
+        first breached; the headers name that one, else the first): one increment each."""
+        key = self._limiter._key_func()
+        if not key:
+            self._logger.error("Skipping limits: the request's key is empty.")
+            return
+        storage = self._limiter.storage
+        shown: tuple[_RouteLimit, int] | None = None
+        for limit in route:
+            count = storage.incr(limit.before + key + limit.after, limit.expiry, amount=limit.cost)
+            if shown is None or count > limit.runtime.limit.amount:
+                shown = (limit, count)
+            if count > limit.runtime.limit.amount:
+                break
+        assert shown is not None  # noqa: S101 - a route here has a limit
+        limit, count = shown
+        amount = limit.runtime.limit.amount
+        if count == limit.cost:  # this increment started the window
+            ends = time.time() + limit.expiry
+        else:
+            ends = storage.get_expiry(limit.before + key + limit.after)
+        g.powerstrip_rate_limit = (str(amount), str(max(0, amount - count)), int(ends + 1))
+        if count > amount:
+            scope = request.endpoint
+            self._logger.info(
+                "ratelimit %s (%s) exceeded at endpoint: %s", limit.runtime.limit, key, scope
+            )
+            raise RateLimitExceeded(limit.runtime)
+
+    def _their_check(self) -> None:
+        g.powerstrip_rate_limit = _ITS_OWN
+        self._check()
+
+    def _route(self, endpoint: str | None) -> _Route:
+        """A route's limits, worked out on its first request; () when it has none."""
+        with self._lock:
+            route = self._routes.get(endpoint)
+            if route is None:
+                route = self._routes[endpoint] = self._resolve(endpoint)
+        return route
+
+    def _resolve(self, endpoint: str | None) -> _Route:
+        if not endpoint or endpoint.split(".")[-1] == "static":  # as flask-limiter exempts
+            return ()
+        blueprint = endpoint.rpartition(".")[0] or None
+        if blueprint in self._exempt:
+            return ()
+        if not self._plain:
+            return _ITS_OWN
+        limiter, app = self._limiter, self._app
+        view = app.view_functions.get(endpoint)
+        name = get_qualified_name(view) if view else ""
+        marked = name in limiter._marked_for_limiting or limiter.limit_manager.has_hints(endpoint)
+        defaults, decorated = limiter.limit_manager.resolve_limits(
+            app, endpoint, blueprint, name, True, marked
+        )
+        limits = sorted([*dict.fromkeys(defaults), *decorated], key=lambda lim: lim.limit)
+        if not limits:
+            return ()
+        if any(not _plain(limit, limiter) for limit in limits):
+            return _ITS_OWN
+        prefix = limiter._key_prefix
+        return tuple(_RouteLimit.of(limit, endpoint, prefix) for limit in limits)
+
+
+def _their_headers(app: Flask, limiter: Limiter) -> Callable[[Response], Response]:
+    """The after-request hook ``limiter.init_app`` registered: ``partial(inject, limiter)``."""
+    inject = getattr(Limiter, "_Limiter__inject_headers", None)
+    for hook in app.after_request_funcs.get(None, []):
+        if isinstance(hook, partial) and hook.func is inject and hook.args == (limiter,):
+            return cast("Callable[[Response], Response]", hook)
+    raise RuntimeError("flask-limiter registered no after-request hook (4.x does)")
+
+
+def _replace(hooks: list[Any], theirs: object, ours: object | None) -> None:
+    """Put ``ours`` in ``theirs``' place among ``hooks`` (None: take it out)."""
+    if theirs not in hooks:
+        raise RuntimeError(f"flask-limiter registered no hook {theirs!r} (4.x does)")
+    if ours is None:
+        hooks.remove(theirs)
+    else:
+        hooks[hooks.index(theirs)] = ours
+
+
+def _plain(limit: RuntimeLimit, limiter: Limiter) -> bool:
+    """Whether :class:`RequestLimits` evaluates ``limit`` as flask-limiter would."""
+    return (
+        limit.key_func is limiter._key_func
+        and not callable(limit.scope)
+        and not callable(limit.cost)
+        and not limit.per_method
+        and limit.methods is None
+        and limit.exempt_when is None
+        and limit.deduct_when is None
+        and limit.on_breach is None
+        and not limit.meta_limits
+        and not limit.shared
+    )
+
+
+def _retry_at(existing: str | None, reset_at: int) -> float:
+    """Seconds until a client may retry: until the window resets, or later if the answer
+    already said so (a plugin's own 429), as flask-limiter works it out."""
+    if existing is not None:
+        retry_at: float | datetime.datetime | None = parse_date(existing)
+        if retry_at is None:
+            retry_at = time.time() + int(existing)
+        if isinstance(retry_at, datetime.datetime):
+            retry_at = time.mktime(retry_at.timetuple())
+        reset_at = max(int(retry_at), reset_at)
+    return reset_at - time.time()
 
 
 _Resolved = tuple[list[Any], ...]  # flask-limiter's runtime limits (a private class)

@@ -19,11 +19,12 @@ from flask_limiter.util import get_remote_address
 
 from app import create_app
 from app.config import HostConfig
+from app.counters import LazyMemoryStorage
 from app.ratelimit import (
     PER_PROCESS_WARNING,
+    RequestLimits,
     counting_in_memory,
     redis_client,
-    skip_blueprints,
     storage_errors,
 )
 from tests.conftest import AppFactory
@@ -83,25 +84,139 @@ def test_docs_and_spec_are_exempt(make_app: AppFactory) -> None:
             assert asset.status_code == 200
 
 
-def test_exempt_blueprints_never_reach_the_limiters_check(
+def request_limits(app: Flask) -> RequestLimits:
+    """The app's :class:`RequestLimits` (its before-request hook's owner)."""
+    [check] = [hook for hook in app.before_request_funcs[None] if hook.__name__ == "check"]
+    owner = getattr(check, "__self__", None)
+    assert isinstance(owner, RequestLimits)
+    return owner
+
+
+def test_exempt_blueprints_are_never_counted(
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Not merely uncounted: flask-limiter's check would still resolve limits for them."""
+    increments = record_calls(monkeypatch, LazyMemoryStorage, "incr")
     checks = record_calls(monkeypatch, Limiter, "_check_request_limit")
     client = make_app(RATELIMIT_DEFAULT=["1/minute"]).test_client()
     for path in ("/api/openapi.json", "/api/v1/health/live", "/api/openapi.json"):
         response = client.get(path)
         assert response.status_code == 200
         assert "X-RateLimit-Limit" not in response.headers
-    assert checks == []
+    assert increments == []
     assert client.get("/api/probe/items").headers["X-RateLimit-Limit"] == "1"
-    assert len(checks) == 1
+    assert len(increments) == 1
+    assert checks == []  # flask-limiter's own check is not needed for plain limits
 
 
-def test_a_limiter_checking_requests_some_other_way_stops_startup() -> None:
+def test_a_request_costs_one_increment_and_at_most_one_read(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flask-limiter's own check also reads the count and the window's end back: with Redis,
+    two more round trips a request."""
+    calls: dict[str, list[tuple[object, ...]]] = {
+        name: record_calls(monkeypatch, LazyMemoryStorage, name)
+        for name in ("incr", "get", "get_expiry")
+    }
+    client = make_app(RATELIMIT_DEFAULT=["5/minute"]).test_client()
+    first = client.get("/api/probe/items")  # starts the window: nothing to read
+    assert {name: len(made) for name, made in calls.items()} == {
+        "incr": 1,
+        "get": 0,
+        "get_expiry": 0,
+    }
+    second = client.get("/api/probe/items")
+    assert {name: len(made) for name, made in calls.items()} == {
+        "incr": 2,
+        "get": 0,
+        "get_expiry": 1,
+    }
+    assert [first.headers["X-RateLimit-Remaining"], second.headers["X-RateLimit-Remaining"]] == [
+        "4",
+        "3",
+    ]
+    assert first.headers["X-RateLimit-Reset"] == second.headers["X-RateLimit-Reset"]
+
+
+def answers(app: Flask, count: int) -> list[tuple[int, dict[str, str]]]:
+    """Status and rate-limit headers of ``count`` GETs of the probe's items."""
+    client = app.test_client()
+    names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
+    seen = []
+    for _ in range(count):
+        response = client.get("/api/probe/items")
+        assert not any(name.startswith("X-Powerstrip-") for name, _ in response.headers)
+        seen.append(
+            (response.status_code, {n: response.headers[n] for n in names if n in response.headers})
+        )
+    return seen
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_plain_limits_answer_as_flask_limiters_own_check(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, storage: str
+) -> None:
+    settings: dict[str, object] = {"RATELIMIT_DEFAULT": ["2/minute", "100/hour"]}
+    if storage == "redis":
+        require_redis()
+        settings["RATELIMIT_STORAGE_URI"] = REDIS_URL
+    checks = record_calls(monkeypatch, Limiter, "_check_request_limit")
+    ours = make_app(**settings, RATELIMIT_KEY_PREFIX=f"ours-{uuid.uuid4().hex}")
+    theirs = make_app(**settings, RATELIMIT_KEY_PREFIX=f"theirs-{uuid.uuid4().hex}")
+    request_limits(theirs)._plain = False  # every route goes to flask-limiter's own check
+    mine, its = answers(ours, 4), answers(theirs, 4)
+    assert len(checks) == 4  # theirs only
+    assert [status for status, _ in mine] == [200, 200, 429, 429]
+    assert [status for status, _ in its] == [200, 200, 429, 429]
+    for (_, got), (_, expected) in zip(mine, its, strict=True):
+        assert got.keys() == expected.keys()
+        assert (got["X-RateLimit-Limit"], got["X-RateLimit-Remaining"]) == (
+            expected["X-RateLimit-Limit"],
+            expected["X-RateLimit-Remaining"],
+        )
+        # The same second, or the next (the requests are not made at the same instant).
+        assert abs(int(got["X-RateLimit-Reset"]) - int(expected["X-RateLimit-Reset"])) <= 1
+        if "Retry-After" in expected:
+            assert 0 < int(got["Retry-After"]) <= 60
+            assert abs(int(got["Retry-After"]) - int(expected["Retry-After"])) <= 1
+
+
+def test_counts_carry_over_to_flask_limiters_own_check(make_app: AppFactory) -> None:
+    """The same storage keys: a request counted here counts there (when the storage fails and
+    comes back, say)."""
+    app = make_app(RATELIMIT_DEFAULT=["3/minute"])
+    client = app.test_client()
+    assert client.get("/api/probe/items").headers["X-RateLimit-Remaining"] == "2"
+    limits = request_limits(app)
+    limits._plain = False
+    limits._routes.clear()
+    assert client.get("/api/probe/items").headers["X-RateLimit-Remaining"] == "1"
+    limits._plain = True
+    limits._routes.clear()
+    assert client.get("/api/probe/items").headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_limits_beyond_plain_ones_go_to_flask_limiters_own_check(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default limits per method, for one: each method of a route counts apart."""
+    checks = record_calls(monkeypatch, Limiter, "_check_request_limit")
+    app = make_app(RATELIMIT_DEFAULT=["1/minute"])
+    [limiter] = app.extensions["limiter"]
+    for group in limiter.limit_manager._default_limits:
+        monkeypatch.setattr(group, "per_method", True)
+    client = app.test_client()
+    assert client.get("/api/probe/items").status_code == 200
+    assert client.post("/api/probe/items", json={"name": "x"}).status_code != 429
+    limited = client.get("/api/probe/items")
+    assert limited.status_code == 429
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert len(checks) == 3
+
+
+def test_startup_fails_without_flask_limiters_hooks() -> None:
     limiter = Limiter(get_remote_address)  # never init_app'ed: no hook of its own
-    with pytest.raises(RuntimeError, match="not a before-request hook"):
-        skip_blueprints(Flask(__name__), limiter, frozenset({"docs"}))
+    with pytest.raises(RuntimeError, match="registered no"):
+        RequestLimits(Flask(__name__), limiter, frozenset({"docs"}))
 
 
 def test_limiting_can_be_disabled(make_app: AppFactory) -> None:
