@@ -46,6 +46,13 @@ def security_schemes(scopes: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _environ_keys(headers: Sequence[str]) -> frozenset[str]:
+    """The WSGI environ keys of request ``headers`` (``X-API-Key``: ``HTTP_X_API_KEY``), as
+    werkzeug's ``EnvironHeaders`` looks them up (Content-Type and Content-Length have none of
+    the prefix, and no credential is sent in them)."""
+    return frozenset(f"HTTP_{name.upper().replace('-', '_')}" for name in headers)
+
+
 class AuthModule(injector.Module):
     """Binds ``Principal`` to the principal the hook found for the current request."""
 
@@ -59,12 +66,20 @@ def init_app(
     """Authenticate every request before its view with the plugins' authenticators."""
     if not authenticators:
         return  # every request is anonymous
-    headers = [(authenticator, authenticator.credentials) for authenticator in authenticators]
+    # Each authenticator's credential headers by their WSGI environ keys: one set operation
+    # tells whether a request sent any (a header lookup by name costs about ten calls).
+    keys = [
+        (authenticator, _environ_keys(authenticator.credentials))
+        for authenticator in authenticators
+    ]
+    any_credentials = frozenset().union(*(names for _, names in keys))
 
     def authenticate() -> None:
-        sent = request.headers
-        for authenticator, names in headers:
-            if not any(name in sent for name in names):
+        environ = request.environ
+        if any_credentials.isdisjoint(environ):
+            return  # anonymous: no authenticator is even built
+        for authenticator, names in keys:
+            if names.isdisjoint(environ):
                 continue  # no credentials for it: not even built
             # Building it takes the injector's lock briefly; its I/O runs outside.
             principal = inj.get(authenticator).authenticate(request)
@@ -77,10 +92,9 @@ def init_app(
     def no_store_for_credentials(response: Response) -> Response:
         # An answer to a request that carried credentials is the caller's own: no shared
         # cache may keep it, unless the view chose a Cache-Control of its own.
-        sent = request.headers
-        if "Cache-Control" not in response.headers and any(
-            name in sent for _, names in headers for name in names
-        ):
+        if any_credentials.isdisjoint(request.environ):
+            return response
+        if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -29,11 +29,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.routing import RequestRedirect
 from werkzeug.sansio.utils import host_is_trusted
 
 from app.config import HostConfig
+from powerstrip.http import current_request
 from powerstrip.problems import Problem
 
 if TYPE_CHECKING:
@@ -83,15 +84,16 @@ def _redirect(location: str) -> Response:
 def check_host(trusted: Sequence[str]) -> Response | None:
     """Refuse a missing, malformed or untrusted (``trusted``: empty for any) host; answer
     routing redirects path-only."""
-    environ = request.environ
+    handled = current_request()
+    environ = handled.environ
     host = environ.get("HTTP_HOST")
     if not host and _at_least_http_1_1(environ.get("SERVER_PROTOCOL")):
         raise Problem(400, MISSING_HOST)
     if host and not host_is_trusted(host, None):  # its characters only (no list: any name)
         raise Problem(400, INVALID_HOST)
-    if trusted and not host_is_trusted(request.host, trusted):  # Host, or the server's address
+    if trusted and not host_is_trusted(handled.host, trusted):  # Host, or the server's address
         raise Problem(400, UNTRUSTED_HOST)
-    routing = request.routing_exception
+    routing = handled.routing_exception
     if isinstance(routing, RequestRedirect):  # its URL is absolute, made with the Host
         target = urlsplit(routing.new_url)
         return _redirect(local_location(target.path, target.query))

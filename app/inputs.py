@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from flask import request
+from flask import Request
 
 from app.errors import VALIDATION_ERROR_TYPE
 from powerstrip.db import storable
+from powerstrip.http import current_request
 from powerstrip.problems import Problem
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -137,16 +138,16 @@ def _utf8(raw: str) -> bool:
     return True
 
 
-def _check_path() -> None:
-    raw = request.environ.get("PATH_INFO", "")
+def _check_path(handled: Request) -> None:
+    raw = handled.environ.get("PATH_INFO", "")
     if not raw.isascii() and not _utf8(raw):
         raise Problem(400, "The request path is not valid UTF-8.")
     if "\x00" in raw:
         raise Problem(404, "No resource exists at this path.")
 
 
-def _check_query() -> None:
-    raw = request.environ.get("QUERY_STRING", "")
+def _check_query(handled: Request) -> None:
+    raw = handled.environ.get("QUERY_STRING", "")
     if not raw:
         return
     if not raw.isascii() or "%" in raw:
@@ -158,33 +159,33 @@ def _check_query() -> None:
             return
         _refuse(
             (f"query.{name}", BAD_STRING)
-            for name, value in request.args.items(multi=True)
+            for name, value in handled.args.items(multi=True)
             if "\x00" in name or "\x00" in value
         )
 
 
-def _check_body() -> None:
-    if request.method not in BODY_METHODS:
+def _check_body(handled: Request) -> None:
+    if handled.method not in BODY_METHODS:
         return
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    length = handled.content_length
+    chunked = "chunked" in handled.headers.get("Transfer-Encoding", "").lower()
     if not length and not chunked:
         return
-    maximum = request.max_content_length
+    maximum = handled.max_content_length
     if length and maximum is not None and length > maximum:
         raise Problem(413, f"The request body exceeds the limit of {maximum} bytes.")
-    if not request.is_json:
+    if not handled.is_json:
         raise Problem(
             415,
             "This API accepts only JSON bodies: send Content-Type: application/json.",
             headers={"Accept": "application/json"},
         )
-    data = request.get_data(cache=True)
+    data = handled.get_data(cache=True)
     if (
         length is None
         and maximum is not None
         and len(data) >= maximum
-        and request.environ["wsgi.input"].read(1)  # werkzeug stopped at the limit; more came
+        and handled.environ["wsgi.input"].read(1)  # werkzeug stopped at the limit; more came
     ):
         raise Problem(413, f"The request body exceeds the limit of {maximum} bytes.")
     try:
@@ -202,6 +203,7 @@ def _check_body() -> None:
 
 def check_input() -> None:
     """Refuse a request whose path, query string or body no view should see."""
-    _check_path()
-    _check_query()
-    _check_body()
+    handled = current_request()
+    _check_path(handled)
+    _check_query(handled)
+    _check_body(handled)

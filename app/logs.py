@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
@@ -20,7 +21,7 @@ from pythonjsonlogger.core import LogData
 from pythonjsonlogger.json import JsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from powerstrip.http import REQUEST_ID_HEADER
+from powerstrip.http import REQUEST_ID_HEADER, current_request
 
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -59,6 +60,34 @@ class JsonLines(OrjsonFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fallback = JsonFormatter(*args, **kwargs)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        """python-json-logger's, with one call per extra field of the record instead of its
+        ``merge_record_extra``'s three (the access record has seven): the same fields, in the
+        same order, renamed alike."""
+        rename = self.rename_fields
+        for field, value in self.defaults.items():
+            log_data[rename.get(field, field)] = value
+        fields = record.__dict__
+        for field in self._required_fields:
+            log_data[rename.get(field, field)] = fields.get(field)
+        for data in (self.static_fields, message_dict):
+            for key, value in data.items():
+                log_data[rename.get(key, key)] = value
+        skip = self._skip_fields
+        for key, value in fields.items():
+            # Its rule: neither reserved nor private (a string key starting with "_").
+            if key not in skip and not (key.__class__ is str and key[:1] == "_"):
+                log_data[rename.get(key, key)] = value
+        if self.timestamp:
+            key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
+            log_data[rename.get(key, key)] = datetime.fromtimestamp(record.created, tz=UTC)
+        if self.rename_fields_keep_missing:
+            for field in rename.values():
+                if field not in log_data:
+                    log_data[field] = None
 
     def jsonify_log_record(self, log_data: LogData) -> str:
         try:
@@ -162,8 +191,11 @@ def configure_logging(level: str) -> None:
     logging.config.dictConfig(config)
 
 
+_REQUEST_ID_KEY = f"HTTP_{REQUEST_ID_HEADER.upper().replace('-', '_')}"  # its WSGI environ key
+
+
 def _request_id_from_header() -> str:
-    candidate = request.headers.get(REQUEST_ID_HEADER, "")
+    candidate: str = request.environ.get(_REQUEST_ID_KEY, "")
     if _REQUEST_ID_PATTERN.fullmatch(candidate):
         return candidate
     return uuid.uuid4().hex
@@ -180,14 +212,15 @@ def _finish_request(response: Response) -> Response:
     if not access_log.isEnabledFor(logging.INFO):
         return response
     started = g.get("request_started", time.perf_counter())
-    rule = request.url_rule
+    handled = current_request()
+    rule = handled.url_rule
     fields = {
-        "method": request.method,
+        "method": handled.method,
         "route": rule.rule if rule else None,
-        "path": request.path,
+        "path": handled.path,
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        "remote_addr": request.remote_addr,
+        "remote_addr": handled.remote_addr,
         "request_id": request_id,
     }
     # What access_log.info() does, less its walk up the stack for the caller's file, line and

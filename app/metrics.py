@@ -34,6 +34,7 @@ from prometheus_client import (
 )
 from sqlalchemy import Engine, event
 
+from powerstrip.http import current_request
 from powerstrip.metrics import GaugeMode
 
 if TYPE_CHECKING:
@@ -285,9 +286,10 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
     children: dict[tuple[int, str, int], tuple[Any, Any, str]] = {}
 
     def finish(response: Response) -> Response:
-        started = request.environ.get(_STARTED, time.perf_counter())
-        rule, status = request.url_rule, response.status_code
-        method = request.method if request.method in METHODS else "other"  # clients choose it
+        handled = current_request()
+        started = handled.environ.get(_STARTED, time.perf_counter())
+        rule, status = handled.url_rule, response.status_code
+        method = handled.method if handled.method in METHODS else "other"  # clients choose it
         key = (id(rule), method, status // 100)
         found = children.get(key)
         if found is None:

@@ -47,7 +47,14 @@ from flask import Response, request
 from werkzeug.datastructures import ETags
 from werkzeug.http import quote_etag
 
-from powerstrip.http import ETAG_HEADER, mark, parameter_of, passes, unpack
+from powerstrip.http import (
+    ETAG_HEADER,
+    current_request,
+    mark,
+    parameter_of,
+    passes,
+    unpack,
+)
 from powerstrip.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,14 +158,15 @@ def conditional(view: F) -> F:
 def _tagged(result: Any) -> Any:
     """Add the ETag of the returned row; evaluate a read's ``If-Match``/``If-None-Match``."""
     body, status, headers = unpack(result)
-    if body is None or isinstance(body, Response) or request.method == "DELETE":
+    handled = current_request()
+    if body is None or isinstance(body, Response) or handled.method == "DELETE":
         return result
     tag = entity_tag(body)
     headers[ETAG_HEADER] = quote_etag(tag)
-    if request.method in READ_METHODS:
+    if handled.method in READ_METHODS:
         headers.setdefault("Cache-Control", CACHE_CONTROL)
-        if request.if_match and not request.if_match.contains(tag):
+        if handled.if_match and not handled.if_match.contains(tag):
             raise Problem(412, STALE)
-        if request.if_none_match.contains_weak(tag):
+        if handled.if_none_match.contains_weak(tag):
             return Response(status=304, headers=headers)
     return body, status, headers

@@ -15,9 +15,16 @@ from gunicorn.config import Config
 from gunicorn.instrument.statsd import Statsd
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from app.gunicorn_logger import GunicornLogger
-from app.logs import REQUEST_ID_HEADER, ListeningFilter, configure_logging, logging_config
+from app.logs import (
+    REQUEST_ID_HEADER,
+    JsonLines,
+    ListeningFilter,
+    configure_logging,
+    logging_config,
+)
 from tests.conftest import AppFactory
 from tests.spies import record_calls
 
@@ -163,6 +170,32 @@ def test_a_record_is_one_json_line_whatever_its_values(value: object) -> None:
     assert line.isascii()  # whatever stdout's encoding; no U+2028 splitting a line either
     parsed = json.loads(line)
     assert (parsed["logger"], parsed["message"], parsed["value"]) == ("app.test", "hello", value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"rename_fields": {"extra": "renamed", "levelname": "level"}, "timestamp": "at"},
+        {"static_fields": {"service": "x"}, "defaults": {"env": "test"}},
+        {"rename_fields": {"missing": "gone"}, "rename_fields_keep_missing": True},
+    ],
+)
+@pytest.mark.parametrize("message", ["hello %s", {"event": "signed in", "extra": 2}])
+def test_the_fields_of_a_record_are_python_json_loggers(
+    options: dict[str, object], message: object
+) -> None:
+    """JsonLines picks a record's fields its own way (fewer calls): the same, in the same
+    order, as python-json-logger's formatter."""
+    ours = JsonLines("%(levelname)s %(name)s %(message)s", **options)  # type: ignore[arg-type]
+    theirs = OrjsonFormatter("%(levelname)s %(name)s %(message)s", **options)  # type: ignore[arg-type]
+    record = logging.LogRecord("app.test", logging.INFO, __file__, 1, message, ("x",), None)
+    record.extra, record._private, record.route = 1, "hidden", "/items"
+    record.__dict__[7] = "a key that is no string"
+
+    assert list(json.loads(ours.format(record)).items()) == list(
+        json.loads(theirs.format(record)).items()
+    )
 
 
 @pytest.fixture
