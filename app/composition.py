@@ -95,12 +95,15 @@ class Injector(injector.Injector):
 
     Once sealed (:meth:`seal`: the app is built, no binding changes after), ``get`` looks each
     interface's binding and scope up once too (injector looks both up, and logs twice at debug
-    level, on every call); scopes and providers still decide every time what to return, so a
+    level, on every call). What never changes is kept: a singleton once built (injector's
+    singleton scope answers under its process-wide lock on every call) and an instance bound as
+    such. Other scopes and providers still decide every time what to return, so a
     request-scoped object is still one per request and an unscoped one new each time.
 
     Injector provides a callable's dependencies under one process-wide lock, keeping a stack to
-    find circular dependencies by. Once sealed, a callable provided for once without one gets
-    the same dependencies straight from ``get`` afterwards (a view is asked for the same every
+    find circular dependencies by. Once sealed, a call provided for once without one (the same
+    callable, as many arguments, the same keywords) gets the same dependencies straight from
+    ``get`` afterwards, without reading the callable again (a view is called the same way every
     time): the graph below them cannot change, so neither stack nor lock is needed (scopes lock
     what they share themselves: singletons are built under injector's lock).
     """
@@ -108,11 +111,18 @@ class Injector(injector.Injector):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reflected: dict[Callable[..., Any], _Reflected] = {}
-        self._resolved: dict[Any, tuple[injector.Provider[Any], injector.Scope]] | None = None
-        # (callable, what it was asked for) provided once since sealing: no cycle below those
-        # dependencies (it would have been met), so later calls asking for the same skip the
-        # stack and the lock args_to_inject keeps. A view is asked for the same every time.
-        self._acyclic: set[tuple[Callable[..., Any], frozenset[str]]] = set()
+        # Once sealed: interface -> (provider, scope, whether what it provides never changes).
+        self._resolved: dict[Any, tuple[injector.Provider[Any], injector.Scope, bool]] | None = None
+        # Once sealed: what an interface whose answer never changes (a singleton once built,
+        # an instance bound as such) answered.
+        self._constants: dict[Any, Any] = {}
+        # (callable, arguments given, keywords given) -> the dependencies to inject, kept once
+        # provided without a cycle since sealing: no cycle below those dependencies (it would
+        # have been met), so later calls skip the reflection, the stack and the lock
+        # args_to_inject keeps. A view is called the same way every time.
+        self._plans: dict[
+            tuple[Callable[..., Any], int, tuple[str, ...]], tuple[tuple[str, Any], ...]
+        ] = {}
 
     def seal(self) -> None:
         """The bindings are final: look each up once from now on."""
@@ -126,13 +136,23 @@ class Injector(injector.Injector):
         resolved = self._resolved
         if resolved is None or scope is not None:
             return super().get(interface, scope)
+        if interface in self._constants:
+            constant: T = self._constants[interface]
+            return constant
         found = resolved.get(interface)
         if found is None:  # injector.Injector.get's lookups, without its result
             binding, binder = self.binder.get_binding(interface)
             scope_binding, _ = binder.get_binding(binding.scope)  # a Scope class, bound once
-            found = resolved[interface] = (binding.provider, scope_binding.provider.get(self))
-        provider, scope_instance = found
+            scope_instance = scope_binding.provider.get(self)
+            constant_answer = isinstance(scope_instance, injector.SingletonScope) or (
+                type(scope_instance) is injector.NoScope
+                and type(binding.provider) is injector.InstanceProvider
+            )
+            found = resolved[interface] = (binding.provider, scope_instance, constant_answer)
+        provider, scope_instance, constant_answer = found
         instance: T = scope_instance.get(interface, provider).get(self)
+        if constant_answer:  # a singleton (built now, under injector's lock) or an instance
+            self._constants[interface] = instance
         return instance
 
     def create_object(self, cls: type[T], additional_kwargs: Any = None) -> T:
@@ -179,33 +199,47 @@ class Injector(injector.Injector):
         args: Any = (),
         kwargs: Any = None,
     ) -> T:
-        kwargs = {} if kwargs is None else kwargs
-        reflected = self._reflected.get(callable)
-        if reflected is None:
-            reflected = _Reflected.of(callable)
-            self._reflected[callable] = reflected
         full_args = args if self_ is None else (self_, *args)
-        passed = reflected.passed(full_args)
-        bindings = reflected.bindings
-        needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
-        asked = (callable, frozenset(needed))
-        if asked in self._acyclic:
-            dependencies = {name: self.get(interface) for name, interface in needed.items()}
+        plan = (callable, len(full_args), tuple(kwargs) if kwargs else ())
+        needed = self._plans.get(plan)
+        if needed is not None:
+            dependencies = {name: self.get(interface) for name, interface in needed}
         else:
-            dependencies = self.args_to_inject(
-                function=callable,
-                bindings=needed,
-                owner_key=self_.__class__ if self_ is not None else callable.__module__,
-            )
-            if self._resolved is not None:  # sealed: the graph below can no longer change
-                self._acyclic.add(asked)
-        dependencies.update(kwargs)
+            dependencies = self._first_call(callable, self_, full_args, kwargs or {}, plan)
+        if kwargs:
+            dependencies.update(kwargs)
         try:
             return callable(*full_args, **dependencies)
         except TypeError as e:
             injector.reraise(
                 e, injector.CallError(self_, callable, args, dependencies, e, self._stack)
             )
+
+    def _first_call(
+        self,
+        callable: Callable[..., Any],  # noqa: A002 - as call_with_injection's
+        self_: Any,
+        full_args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        plan: tuple[Callable[..., Any], int, tuple[str, ...]],
+    ) -> dict[str, Any]:
+        """The dependencies of a call not planned yet, provided as injector provides them
+        (the stack finds circular dependencies); planned once sealed."""
+        reflected = self._reflected.get(callable)
+        if reflected is None:
+            reflected = _Reflected.of(callable)
+            self._reflected[callable] = reflected
+        passed = reflected.passed(full_args)
+        bindings = reflected.bindings
+        needed = {k: v for k, v in bindings.items() if k not in kwargs and k not in passed}
+        dependencies = self.args_to_inject(
+            function=callable,
+            bindings=needed,
+            owner_key=self_.__class__ if self_ is not None else callable.__module__,
+        )
+        if self._resolved is not None:  # sealed: the graph below can no longer change
+            self._plans[plan] = tuple(needed.items())
+        return dependencies
 
 
 def _described(key: tuple[Any, Callable[..., Any], tuple[tuple[str, Any], ...]]) -> str:

@@ -94,6 +94,20 @@ def test_a_sealed_injector_looks_bindings_up_once_and_keeps_scopes(
     assert looked_up.count((str,)) == 2  # once sealed, once for the call that names a scope
 
 
+def test_a_sealed_injector_keeps_what_never_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A singleton once built, an instance bound as such: no scope asked again (injector's
+    singleton scope answers under its process-wide lock)."""
+    inj = build()
+    inj.seal()
+    singleton_scope = inj.get(injector.SingletonScope)
+    asked = record_calls(monkeypatch, singleton_scope, "get")
+    shared = inj.get(Shared)
+    assert [inj.get(Shared) for _ in range(3)] == [shared] * 3
+    assert len(asked) == 1  # built once, under its lock; then kept
+    assert inj.get(str) == inj.get(str) == "configured"  # bound to an instance
+    assert inj.get(PerCall) is not inj.get(PerCall)  # unscoped: never kept
+
+
 class Chicken:
     @injector.inject
     def __init__(self, egg: Egg) -> None:
@@ -152,9 +166,10 @@ def test_once_sealed_a_callable_provided_for_once_skips_the_stack(
     assert first is not second  # unscoped: new ones
     assert first.clock is not second.clock
     assert second.label == "configured"
-    assert inj.call_with_injection(view, args=(7,)) == "7:now"
-    assert inj.call_with_injection(view, kwargs={"item_id": 8, "extra": "!"}) == "8:now!"
-    assert stacked(view) == 1
+    for _ in range(2):  # two ways of calling it: each checked once
+        assert inj.call_with_injection(view, args=(7,)) == "7:now"
+        assert inj.call_with_injection(view, kwargs={"item_id": 8, "extra": "!"}) == "8:now!"
+    assert stacked(view) == 2
 
 
 def test_a_call_whose_arguments_stand_in_for_dependencies_proves_no_absence_of_cycles() -> None:
