@@ -36,9 +36,10 @@ _SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in SECURIT
 
 
 def _security_headers(response: Response) -> Response:
-    # One pass over the answer's headers (each ``headers.setdefault`` would scan them all).
+    # One pass over the answer's headers (each ``headers.setdefault`` would scan them all),
+    # by their (name, value) pairs: ``keys()`` resumes two generators per header.
     headers = response.headers
-    present = {key.lower() for key in headers.keys()}  # noqa: SIM118 - Headers, not a dict
+    present = {key.lower() for key, _ in headers}
     for lowered, name, value in _SECURITY_HEADERS:
         if lowered not in present:
             headers.add(name, value)
