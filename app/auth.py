@@ -46,11 +46,14 @@ def security_schemes(scopes: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})  # WSGI keys without HTTP_
+
+
 def _environ_keys(headers: Sequence[str]) -> frozenset[str]:
     """The WSGI environ keys of request ``headers`` (``X-API-Key``: ``HTTP_X_API_KEY``), as
-    werkzeug's ``EnvironHeaders`` looks them up (Content-Type and Content-Length have none of
-    the prefix, and no credential is sent in them)."""
-    return frozenset(f"HTTP_{name.upper().replace('-', '_')}" for name in headers)
+    werkzeug's ``EnvironHeaders`` looks them up."""
+    keys = (name.upper().replace("-", "_") for name in headers)
+    return frozenset(key if key in _UNPREFIXED else f"HTTP_{key}" for key in keys)
 
 
 class AuthModule(injector.Module):
@@ -75,11 +78,11 @@ def init_app(
     any_credentials = frozenset().union(*(names for _, names in keys))
 
     def authenticate() -> None:
-        environ = request.environ
-        if any_credentials.isdisjoint(environ):
+        sent = request.environ.keys()  # a view: isdisjoint walks the smaller side
+        if sent.isdisjoint(any_credentials):
             return  # anonymous: no authenticator is even built
         for authenticator, names in keys:
-            if names.isdisjoint(environ):
+            if sent.isdisjoint(names):
                 continue  # no credentials for it: not even built
             # Building it takes the injector's lock briefly; its I/O runs outside.
             principal = inj.get(authenticator).authenticate(request)
@@ -92,7 +95,7 @@ def init_app(
     def no_store_for_credentials(response: Response) -> Response:
         # An answer to a request that carried credentials is the caller's own: no shared
         # cache may keep it, unless the view chose a Cache-Control of its own.
-        if any_credentials.isdisjoint(request.environ):
+        if request.environ.keys().isdisjoint(any_credentials):
             return response
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"

@@ -144,7 +144,7 @@ class Injector(injector.Injector):
             binding, binder = self.binder.get_binding(interface)
             scope_binding, _ = binder.get_binding(binding.scope)  # a Scope class, bound once
             scope_instance = scope_binding.provider.get(self)
-            constant_answer = isinstance(scope_instance, injector.SingletonScope) or (
+            constant_answer = type(scope_instance) is injector.SingletonScope or (
                 type(scope_instance) is injector.NoScope
                 and type(binding.provider) is injector.InstanceProvider
             )

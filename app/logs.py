@@ -79,7 +79,9 @@ class JsonLines(OrjsonFormatter):
         skip = self._skip_fields
         for key, value in fields.items():
             # Its rule: neither reserved nor private (a string key starting with "_").
-            if key not in skip and not (key.__class__ is str and key[:1] == "_"):
+            if key not in skip and not (
+                (key.__class__ is str or isinstance(key, str)) and key[:1] == "_"
+            ):
                 log_data[rename.get(key, key)] = value
         if self.timestamp:
             key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"

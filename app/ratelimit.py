@@ -138,6 +138,7 @@ class _RouteLimit:
     runtime: RuntimeLimit
     cost: int
     expiry: int  # the window, in seconds
+    scope: str
     before: str  # the storage key is before + the client's key + after
     after: str
 
@@ -146,7 +147,7 @@ class _RouteLimit:
         item, scope = runtime.limit, runtime.scope_for(endpoint, None)
         marker = f"\x00{uuid.uuid4().hex}\x00"  # stands for the client's key
         before, after = item.key_for(*([prefix] if prefix else []), marker, scope).split(marker)
-        return cls(runtime, runtime.deduction_amount, item.get_expiry(), before, after)
+        return cls(runtime, runtime.deduction_amount, item.get_expiry(), scope, before, after)
 
 
 _ITS_OWN = "its own"  # a route flask-limiter's own check handles (see RequestLimits)
@@ -177,14 +178,17 @@ class RequestLimits:
     - while its storage is unreachable: it counts in memory then, and pings the storage to go
       back to it (``_storage_dead``, read by :func:`counting_in_memory`);
     - for a request whose storage call fails here: the first marks the storage unreachable, as
-      flask-limiter does, and each is counted by flask-limiter's own check, in memory;
+      flask-limiter does, and each is counted by flask-limiter's own check, in memory (any
+      other error here is logged and the request counted there too: never a 500);
     - for every route, when the limiter is configured beyond what is handled here (meta
-      limits, request filters, a strategy but the fixed window...), and for a route whose
-      limits are (a cost or scope worked out per request, limits per method, ``exempt_when``
-      or ``deduct_when``, a breach callback).
+      limits, request filters, a strategy but the fixed window, no in-memory fallback...),
+      for a route with limits of its own (``limiter.limit``), and for a route whose limits are
+      beyond plain ones (a cost or scope worked out per request, limits per method,
+      ``exempt_when`` or ``deduct_when``, a breach callback, shared limits).
 
     The exempt blueprints' requests reach neither check: no limit, no ``X-RateLimit-*``
-    headers.
+    headers. ``limiter.current_limit`` is flask-limiter's own check's: nothing here fills it
+    in (nothing in the host reads it).
     """
 
     def __init__(
@@ -205,8 +209,15 @@ class RequestLimits:
         self._headers = _their_headers(app, limiter)
         self._release = limiter._Limiter__release_context  # type: ignore[attr-defined]
         self._logger = limiter.logger
+        names = limiter._header_mapping  # filled in by init_app
+        self._names = (
+            names[HeaderNames.LIMIT],
+            names[HeaderNames.REMAINING],
+            names[HeaderNames.RESET],
+        )
         self._plain = (
             isinstance(limiter.limiter, FixedWindowRateLimiter)
+            and limiter._in_memory_fallback_enabled
             and limiter._fail_on_first_breach
             and limiter._headers_enabled
             and not limiter._meta_limits
@@ -236,12 +247,17 @@ class RequestLimits:
             return
         try:
             self._count(route)
+        except RateLimitExceeded:
+            raise
         except self._errors:  # flask-limiter's own check counts in memory from now on
             if not self._limiter._storage_dead:
                 self._logger.warning(
                     "Rate limit storage unreachable - falling back to in-memory storage"
                 )
                 self._limiter._storage_dead = True
+            self._their_check()
+        except Exception:  # never a 500 for limiting: flask-limiter's own check counts it
+            self._logger.exception("Rate limit check failed; flask-limiter's own check counts it")
             self._their_check()
 
     def headers(self, response: Response) -> Response:
@@ -255,11 +271,14 @@ class RequestLimits:
             return response
         amount, remaining, reset_at = state
         headers = response.headers
-        headers.add(HeaderNames.LIMIT.value, amount)
-        headers.add(HeaderNames.REMAINING.value, remaining)
-        headers.add(HeaderNames.RESET.value, str(reset_at))
+        limit_name, remaining_name, reset_name = self._names
+        headers.add(limit_name, amount)
+        headers.add(remaining_name, remaining)
+        headers.add(reset_name, str(reset_at))
         if response.status_code == 429:
-            headers["Retry-After"] = str(int(_retry_at(headers.get("Retry-After"), reset_at)))
+            retry_at = _retry_at(headers.get("Retry-After"), reset_at)
+            if retry_at is not None:
+                headers["Retry-After"] = str(int(retry_at - time.time()))
         return response
 
     def _count(self, route: tuple[_RouteLimit, ...]) -> None:
@@ -286,9 +305,8 @@ class RequestLimits:
             ends = storage.get_expiry(limit.before + key + limit.after)
         g.powerstrip_rate_limit = (str(amount), str(max(0, amount - count)), int(ends + 1))
         if count > amount:
-            scope = request.endpoint
             self._logger.info(
-                "ratelimit %s (%s) exceeded at endpoint: %s", limit.runtime.limit, key, scope
+                "ratelimit %s (%s) exceeded at endpoint: %s", limit.runtime.limit, key, limit.scope
             )
             raise RateLimitExceeded(limit.runtime)
 
@@ -310,22 +328,20 @@ class RequestLimits:
         blueprint = endpoint.rpartition(".")[0] or None
         if blueprint in self._exempt:
             return ()
-        if not self._plain:
-            return _ITS_OWN
         limiter, app = self._limiter, self._app
         view = app.view_functions.get(endpoint)
         name = get_qualified_name(view) if view else ""
         marked = name in limiter._marked_for_limiting or limiter.limit_manager.has_hints(endpoint)
+        if not self._plain or marked:  # marked: limits of its own (limiter.limit)
+            return _ITS_OWN
         defaults, decorated = limiter.limit_manager.resolve_limits(
             app, endpoint, blueprint, name, True, marked
         )
         limits = sorted([*dict.fromkeys(defaults), *decorated], key=lambda lim: lim.limit)
-        if not limits:
-            return ()
         if any(not _plain(limit, limiter) for limit in limits):
             return _ITS_OWN
         prefix = limiter._key_prefix
-        return tuple(_RouteLimit.of(limit, endpoint, prefix) for limit in limits)
+        return tuple(_RouteLimit.of(limit, endpoint, prefix) for limit in limits)  # (): none
 
 
 def _their_headers(app: Flask, limiter: Limiter) -> Callable[[Response], Response]:
@@ -363,17 +379,21 @@ def _plain(limit: RuntimeLimit, limiter: Limiter) -> bool:
     )
 
 
-def _retry_at(existing: str | None, reset_at: int) -> float:
-    """Seconds until a client may retry: until the window resets, or later if the answer
-    already said so (a plugin's own 429), as flask-limiter works it out."""
-    if existing is not None:
-        retry_at: float | datetime.datetime | None = parse_date(existing)
+def _retry_at(existing: str | None, reset_at: int) -> float | None:
+    """When a client may retry: when the window resets, or later if the answer already said so
+    (a plugin's own 429), as flask-limiter works it out; None (the answer's own kept) when that
+    cannot be read (flask-limiter then gives up on its headers)."""
+    if existing is None:
+        return reset_at
+    retry_at: float | datetime.datetime | None = parse_date(existing)
+    try:
         if retry_at is None:
             retry_at = time.time() + int(existing)
         if isinstance(retry_at, datetime.datetime):
             retry_at = time.mktime(retry_at.timetuple())
-        reset_at = max(int(retry_at), reset_at)
-    return reset_at - time.time()
+        return max(int(retry_at), reset_at)
+    except (ValueError, OverflowError):
+        return None
 
 
 _Resolved = tuple[list[Any], ...]  # flask-limiter's runtime limits (a private class)

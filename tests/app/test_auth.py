@@ -17,6 +17,7 @@ from threading import Barrier
 
 import pytest
 from flask import Flask
+from werkzeug.datastructures import EnvironHeaders
 
 from tests.conftest import AppFactory, upgrade
 from tests.plugin_fixtures import Installer, plugin_source
@@ -266,6 +267,17 @@ def test_requests_without_its_credentials_never_build_an_authenticator(
     answer = client.get("/api/v1/counted/me", headers={"X-Counted": "ann"}).get_json()
     assert answer == {"kind": "header", "subject": "ann"}
     assert len(built) == before + 1
+    answer = client.get("/api/v1/counted/me", headers={"x-counted": "bob"}).get_json()
+    assert answer == {"kind": "header", "subject": "bob"}  # header names are case-blind
+
+
+def test_credential_headers_are_looked_up_as_werkzeug_looks_them_up() -> None:
+    from app.auth import _environ_keys  # noqa: PLC0415
+
+    keys = _environ_keys(["X-API-Key", "authorization", "Content-Type", "Content-Length"])
+    assert keys == {"HTTP_X_API_KEY", "HTTP_AUTHORIZATION", "CONTENT_TYPE", "CONTENT_LENGTH"}
+    environ = dict.fromkeys(keys, "1")
+    assert all(name in EnvironHeaders(environ) for name in ("X-API-Key", "Content-Type"))
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,10 @@ def test_a_sealed_injector_keeps_what_never_changes(monkeypatch: pytest.MonkeyPa
     shared = inj.get(Shared)
     assert [inj.get(Shared) for _ in range(3)] == [shared] * 3
     assert len(asked) == 1  # built once, under its lock; then kept
-    assert inj.get(str) == inj.get(str) == "configured"  # bound to an instance
+    assert inj.get(str) == "configured"  # bound to an instance: looked up once
+    instances = record_calls(monkeypatch, injector.InstanceProvider, "get")
+    assert [inj.get(str) for _ in range(3)] == ["configured"] * 3
+    assert instances == []
     assert inj.get(PerCall) is not inj.get(PerCall)  # unscoped: never kept
 
 

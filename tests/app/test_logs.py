@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from enum import StrEnum
 from types import SimpleNamespace
 
 import pytest
@@ -172,6 +173,10 @@ def test_a_record_is_one_json_line_whatever_its_values(value: object) -> None:
     assert (parsed["logger"], parsed["message"], parsed["value"]) == ("app.test", "hello", value)
 
 
+class Private(StrEnum):
+    KEY = "_enum_key"
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -192,6 +197,7 @@ def test_the_fields_of_a_record_are_python_json_loggers(
     record = logging.LogRecord("app.test", logging.INFO, __file__, 1, message, ("x",), None)
     record.extra, record._private, record.route = 1, "hidden", "/items"
     record.__dict__[7] = "a key that is no string"
+    record.__dict__[Private.KEY] = "a private key of a str subclass"
 
     assert list(json.loads(ours.format(record)).items()) == list(
         json.loads(theirs.format(record)).items()

@@ -151,11 +151,23 @@ def answers(app: Flask, count: int) -> list[tuple[int, dict[str, str]]]:
     return seen
 
 
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        (["2/minute", "100/hour"], ["2", "2", "2", "2"]),
+        # The longer window breached first: the headers name the first, then the breached one.
+        (["5/minute", "2/hour"], ["5", "5", "2", "2"]),
+    ],
+)
 @pytest.mark.parametrize("storage", ["memory", "redis"])
 def test_plain_limits_answer_as_flask_limiters_own_check(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, storage: str
+    make_app: AppFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    storage: str,
+    limits: list[str],
+    named: list[str],
 ) -> None:
-    settings: dict[str, object] = {"RATELIMIT_DEFAULT": ["2/minute", "100/hour"]}
+    settings: dict[str, object] = {"RATELIMIT_DEFAULT": limits}
     if storage == "redis":
         require_redis()
         settings["RATELIMIT_STORAGE_URI"] = REDIS_URL
@@ -167,6 +179,7 @@ def test_plain_limits_answer_as_flask_limiters_own_check(
     assert len(checks) == 4  # theirs only
     assert [status for status, _ in mine] == [200, 200, 429, 429]
     assert [status for status, _ in its] == [200, 200, 429, 429]
+    assert [headers["X-RateLimit-Limit"] for _, headers in mine] == named
     for (_, got), (_, expected) in zip(mine, its, strict=True):
         assert got.keys() == expected.keys()
         assert (got["X-RateLimit-Limit"], got["X-RateLimit-Remaining"]) == (
@@ -176,7 +189,7 @@ def test_plain_limits_answer_as_flask_limiters_own_check(
         # The same second, or the next (the requests are not made at the same instant).
         assert abs(int(got["X-RateLimit-Reset"]) - int(expected["X-RateLimit-Reset"])) <= 1
         if "Retry-After" in expected:
-            assert 0 < int(got["Retry-After"]) <= 60
+            assert 0 < int(got["Retry-After"]) <= 3600
             assert abs(int(got["Retry-After"]) - int(expected["Retry-After"])) <= 1
 
 
@@ -193,6 +206,88 @@ def test_counts_carry_over_to_flask_limiters_own_check(make_app: AppFactory) -> 
     limits._plain = True
     limits._routes.clear()
     assert client.get("/api/probe/items").headers["X-RateLimit-Remaining"] == "0"
+
+
+def busy(retry_after: str) -> tuple[str, int, dict[str, str]]:
+    """A view's own 429 (a plugin's limit, say), with its own Retry-After."""
+    return "busy", 429, {"Retry-After": retry_after}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("3600", range(3590, 3601)), ("soon", None), ("1.5", None), ("9" * 400, None)],
+)
+def test_a_views_own_429_keeps_the_later_retry_after(
+    make_app: AppFactory, given: str, expected: range | None
+) -> None:
+    """As flask-limiter does: the later of the view's and the window's; one it cannot read is
+    left as the view wrote it (never a 500)."""
+    app = make_app(RATELIMIT_DEFAULT=["5/minute"])
+    app.add_url_rule("/api/busy/<retry_after>", view_func=busy)
+    answer = app.test_client().get(f"/api/busy/{given}")
+    assert answer.status_code == 429
+    assert answer.headers["X-RateLimit-Remaining"] == "4"
+    if expected is None:
+        assert answer.headers["Retry-After"] == given
+    else:
+        assert int(answer.headers["Retry-After"]) in expected
+
+
+def logged(capsys: pytest.CaptureFixture[str], logger: str) -> list[str]:
+    """The messages ``logger`` wrote (JSON lines on stdout, as the app writes them)."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return [line["message"] for line in lines if line["logger"] == logger]
+
+
+def test_a_breach_is_logged_as_flask_limiter_logs_it(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_app(RATELIMIT_DEFAULT=["1/minute"], LOG_LEVEL="INFO").test_client()
+    assert [client.get("/api/probe/items").status_code for _ in range(2)] == [200, 429]
+    assert logged(capsys, "flask-limiter") == [
+        "ratelimit 1 per 1 minute (127.0.0.1) exceeded at endpoint: probe.Items"
+    ]
+
+
+def test_an_unexpected_error_in_the_check_is_no_500(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flask-limiter's own check counts the request instead, as it swallows its errors."""
+    checks = record_calls(monkeypatch, Limiter, "_check_request_limit")
+    app = make_app(RATELIMIT_DEFAULT=["5/minute"])
+    failing = {"left": 1}
+    original = LazyMemoryStorage.incr
+
+    def incr(self: LazyMemoryStorage, key: str, expiry: float, amount: int = 1) -> int:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise RuntimeError("a bug")
+        return original(self, key, expiry, amount)
+
+    monkeypatch.setattr(LazyMemoryStorage, "incr", incr)
+    answer = app.test_client().get("/api/probe/items")
+    assert answer.status_code == 200
+    assert answer.headers["X-RateLimit-Remaining"] == "4"
+    assert len(checks) == 1
+    assert logged(capsys, "flask-limiter") == [
+        "Rate limit check failed; flask-limiter's own check counts it"
+    ]
+
+
+def test_a_route_with_limits_of_its_own_is_flask_limiters(make_app: AppFactory) -> None:
+    app = make_app(RATELIMIT_DEFAULT=["5/minute"])
+    [limiter] = app.extensions["limiter"]
+
+    @limiter.limit("1/minute")
+    def once() -> str:
+        return "once"
+
+    app.add_url_rule("/api/once", view_func=once)
+    client = app.test_client()
+    first, second = client.get("/api/once"), client.get("/api/once")
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert first.headers["X-RateLimit-Limit"] == "1"  # its own limit's headers
+    assert 0 < int(second.headers["Retry-After"]) <= 60
 
 
 def test_limits_beyond_plain_ones_go_to_flask_limiters_own_check(
