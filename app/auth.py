@@ -23,7 +23,7 @@ from powerstrip.auth import (
     remember_principal,
     request_principal,
 )
-from powerstrip.http import API_KEY_HEADER
+from powerstrip.http import API_KEY_HEADER, environ_key
 
 
 def security_schemes(scopes: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -46,16 +46,6 @@ def security_schemes(scopes: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
-_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})  # WSGI keys without HTTP_
-
-
-def _environ_keys(headers: Sequence[str]) -> frozenset[str]:
-    """The WSGI environ keys of request ``headers`` (``X-API-Key``: ``HTTP_X_API_KEY``), as
-    werkzeug's ``EnvironHeaders`` looks them up."""
-    keys = (name.upper().replace("-", "_") for name in headers)
-    return frozenset(key if key in _UNPREFIXED else f"HTTP_{key}" for key in keys)
-
-
 class AuthModule(injector.Module):
     """Binds ``Principal`` to the principal the hook found for the current request."""
 
@@ -72,7 +62,7 @@ def init_app(
     # Each authenticator's credential headers by their WSGI environ keys: one set operation
     # tells whether a request sent any (a header lookup by name costs about ten calls).
     keys = [
-        (authenticator, _environ_keys(authenticator.credentials))
+        (authenticator, frozenset(map(environ_key, authenticator.credentials)))
         for authenticator in authenticators
     ]
     any_credentials = frozenset().union(*(names for _, names in keys))

@@ -21,7 +21,7 @@ from pythonjsonlogger.core import LogData
 from pythonjsonlogger.json import JsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from powerstrip.http import REQUEST_ID_HEADER, current_request
+from powerstrip.http import REQUEST_ID_HEADER, current_request, environ_key
 
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -193,7 +193,7 @@ def configure_logging(level: str) -> None:
     logging.config.dictConfig(config)
 
 
-_REQUEST_ID_KEY = f"HTTP_{REQUEST_ID_HEADER.upper().replace('-', '_')}"  # its WSGI environ key
+_REQUEST_ID_KEY = environ_key(REQUEST_ID_HEADER)
 
 
 def _request_id_from_header() -> str:

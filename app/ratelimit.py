@@ -289,20 +289,19 @@ class RequestLimits:
             self._logger.error("Skipping limits: the request's key is empty.")
             return
         storage = self._limiter.storage
-        shown: tuple[_RouteLimit, int] | None = None
+        shown: tuple[_RouteLimit, str, int] | None = None
         for limit in route:
-            count = storage.incr(limit.before + key + limit.after, limit.expiry, amount=limit.cost)
+            stored = limit.before + key + limit.after
+            count = storage.incr(stored, limit.expiry, amount=limit.cost)
             if shown is None or count > limit.runtime.limit.amount:
-                shown = (limit, count)
+                shown = (limit, stored, count)
             if count > limit.runtime.limit.amount:
                 break
         assert shown is not None  # noqa: S101 - a route here has a limit
-        limit, count = shown
+        limit, stored, count = shown
         amount = limit.runtime.limit.amount
-        if count == limit.cost:  # this increment started the window
-            ends = time.time() + limit.expiry
-        else:
-            ends = storage.get_expiry(limit.before + key + limit.after)
+        # The window's end: now plus its length if this increment started it, else read back.
+        ends = time.time() + limit.expiry if count == limit.cost else storage.get_expiry(stored)
         g.powerstrip_rate_limit = (str(amount), str(max(0, amount - count)), int(ends + 1))
         if count > amount:
             self._logger.info(

@@ -84,6 +84,16 @@ def unpack(result: Any) -> tuple[Any, int | None, dict[str, str]]:
     return body, None, dict(second or {})
 
 
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})  # WSGI keys without HTTP_
+
+
+def environ_key(header: str) -> str:
+    """The WSGI environ key of a request header (``X-API-Key``: ``HTTP_X_API_KEY``), as
+    werkzeug's ``EnvironHeaders`` looks it up: one dict lookup instead of about ten calls."""
+    key = header.upper().replace("-", "_")
+    return key if key in _UNPREFIXED else f"HTTP_{key}"
+
+
 def current_request() -> Request:
     """The request being handled: the object behind ``flask.request``.
 

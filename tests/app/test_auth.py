@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
 
+from powerstrip.http import environ_key
 from tests.conftest import AppFactory, upgrade
 from tests.plugin_fixtures import Installer, plugin_source
 from tests.plugins.accounts.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
@@ -272,9 +273,8 @@ def test_requests_without_its_credentials_never_build_an_authenticator(
 
 
 def test_credential_headers_are_looked_up_as_werkzeug_looks_them_up() -> None:
-    from app.auth import _environ_keys  # noqa: PLC0415
-
-    keys = _environ_keys(["X-API-Key", "authorization", "Content-Type", "Content-Length"])
+    names = ["X-API-Key", "authorization", "Content-Type", "Content-Length"]
+    keys = set(map(environ_key, names))
     assert keys == {"HTTP_X_API_KEY", "HTTP_AUTHORIZATION", "CONTENT_TYPE", "CONTENT_LENGTH"}
     environ = dict.fromkeys(keys, "1")
     assert all(name in EnvironHeaders(environ) for name in ("X-API-Key", "Content-Type"))
