@@ -203,6 +203,17 @@ class HostConfigSchema(ma.Schema):
             "connection and answers a 503 problem; longer than the statement timeout; 0: no limit"
         },
     )
+    DATABASE_PREPARE_THRESHOLD = ma.fields.Integer(
+        load_default=5,
+        strict=True,
+        validate=ma.validate.Range(min=0, max=1000),
+        metadata={
+            "description": "Runs of a statement on one PostgreSQL connection (psycopg) after "
+            "which it is prepared on the server, skipping its parsing and planning from then on "
+            "(psycopg's prepare_threshold); 0: never (PgBouncer in transaction mode before 1.21, "
+            "or without max_prepared_statements)"
+        },
+    )
     DATABASE_KEEPALIVES_IDLE = ma.fields.Integer(
         load_default=30,
         strict=True,
@@ -383,6 +394,7 @@ class HostConfig:
     DATABASE_STATEMENT_TIMEOUT: int
     DATABASE_READ_TIMEOUT: int
     DATABASE_CONNECT_TIMEOUT: int
+    DATABASE_PREPARE_THRESHOLD: int
     DATABASE_KEEPALIVES_IDLE: int
     DATABASE_KEEPALIVES_INTERVAL: int
     DATABASE_KEEPALIVES_COUNT: int

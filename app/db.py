@@ -105,6 +105,7 @@ def make_engine(
     pool: dict[str, Any],
     on_wait: Callable[[float], None] | None = None,
     read_timeout: float | None = None,
+    prepare_threshold: int | None = 5,
     sqlite_synchronous: str = "FULL",
     ping_after_idle: float = 0.0,
 ) -> Engine:
@@ -114,6 +115,8 @@ def make_engine(
     :param on_wait: told the seconds each connection checkout waited (metrics)
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
         connection is closed and the operation fails (:mod:`app.pg`); None: unbounded
+    :param prepare_threshold: PostgreSQL with psycopg: runs of a statement on a connection
+        after which psycopg prepares it on the server; None: never (:mod:`app.pg`)
     :param ping_after_idle: PostgreSQL: ping a pooled connection before use when it was idle
         longer than this many seconds (:func:`_ping_after_idle`); 0: at every checkout
     """
@@ -132,13 +135,24 @@ def make_engine(
         pool = {**pool, "poolclass": _timed(QueuePool, on_wait)}
     if "connect_args" in pool:
         pool = {**pool, "connect_args": _merge_connect_args(parsed, pool["connect_args"])}
+    if parsed.get_driver_name() == "psycopg":  # a connect() argument of psycopg's, not libpq's
+        pool = {
+            **pool,
+            "connect_args": {
+                **pool.get("connect_args", {}),
+                "prepare_threshold": prepare_threshold,
+            },
+        }
     engine = create_engine(parsed, pool_pre_ping=ping_after_idle <= 0, hide_parameters=True, **pool)
     if ping_after_idle > 0:
         _ping_after_idle(engine, ping_after_idle)
-    if read_timeout is not None and parsed.get_driver_name() == "psycopg":
+    if parsed.get_driver_name() == "psycopg":
         from app import pg  # noqa: PLC0415 - psycopg only for PostgreSQL engines
 
-        event.listen(engine, "do_connect", pg.connector(read_timeout))
+        if read_timeout is not None:
+            event.listen(engine, "do_connect", pg.connector(read_timeout))
+        if prepare_threshold is not None:
+            pg.keep_prepared_statements(engine)
     return engine
 
 

@@ -97,6 +97,10 @@ def test_section_for_an_unknown_plugin_is_reported_with_its_env_name(
         ),
         ({"DATABASE_READ_TIMEOUT": -1}, r"key DATABASE_READ_TIMEOUT: Must be greater than or"),
         (
+            {"DATABASE_PREPARE_THRESHOLD": -1},
+            r"key DATABASE_PREPARE_THRESHOLD: Must be greater than or",
+        ),
+        (
             {"DATABASE_SQLITE_SYNCHRONOUS": "OFF"},
             r"key DATABASE_SQLITE_SYNCHRONOUS: Must be one of",
         ),
