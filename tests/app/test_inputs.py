@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app.errors import MAX_FIELD_NAME, MAX_LISTED_ERRORS, PROBLEM_CONTENT_TYPE
-from app.inputs import MAX_DEPTH, TOO_LARGE, body_errors, parse_json
+from app.inputs import MAX_DEPTH, TOO_LARGE, _plain, body_errors, parse_json
 from tests.conftest import AppFactory
 
 ITEMS = "/api/probe/items"
@@ -230,3 +230,46 @@ def _encodes(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON, st.booleans(), st.sampled_from([None, 2]))
+def test_a_body_plain_to_look_at_holds_nothing_the_guard_refuses(
+    document: Any, ascii_only: bool, indent: int | None
+) -> None:
+    data = json.dumps(document, ensure_ascii=ascii_only, indent=indent)
+    raw = data.encode("utf-8", "surrogatepass")
+    if _plain(raw):  # not parsed by the guard: the walk must have found nothing either
+        assert list(body_errors(parse_json(raw))) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "\\u0000"}',  # NUL, escaped
+        b'{"name": "\\ud800"}',  # a lone surrogate, escaped
+        '{"name": "caf\u00e9"}'.encode(),  # non-ASCII: checked, though storable
+        b'{"count": 9223372036854775808}',  # 2**63
+        b'{"count": 1e400}',
+        b'{"count": 1E4}',
+        b'{"count": NaN}',
+        b'{"count": -Infinity}',
+        b"[" * MAX_DEPTH + b"]" * MAX_DEPTH,
+        b'{"name": "x\x7f"}',
+    ],
+)
+def test_a_body_that_may_hold_what_the_guard_refuses_is_walked(raw: bytes) -> None:
+    assert not _plain(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps(item(tags=["a", "b"], ratio=0.5, nothing=None, on=True)).encode(),
+        json.dumps(item(), indent=2).encode(),  # JSON's whitespace
+        b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1),
+        b'{"count": 922337203685477580}',  # 18 digits
+    ],
+)
+def test_a_plain_body_is_not_parsed_by_the_guard(raw: bytes) -> None:
+    assert _plain(raw)
