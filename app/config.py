@@ -210,7 +210,7 @@ class HostConfigSchema(ma.Schema):
         metadata={
             "description": "Runs of a statement on one PostgreSQL connection (psycopg) after "
             "which it is prepared on the server, skipping its parsing and planning from then on "
-            "(psycopg's prepare_threshold); 0: never (PgBouncer in transaction mode before 1.21, "
+            "(psycopg's prepare_threshold); 0: never (PgBouncer in transaction mode before 1.22, "
             "or without max_prepared_statements)"
         },
     )

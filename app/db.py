@@ -15,7 +15,7 @@ from typing import Any
 import injector
 from flask import Flask, g
 from flask_injector import request
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, literal, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
@@ -116,7 +116,7 @@ def make_engine(
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
         connection is closed and the operation fails (:mod:`app.pg`); None: unbounded
     :param prepare_threshold: PostgreSQL with psycopg: runs of a statement on a connection
-        after which psycopg prepares it on the server; None: never (:mod:`app.pg`)
+        after which psycopg prepares it on the server; None or 0: never (:mod:`app.pg`)
     :param ping_after_idle: PostgreSQL: ping a pooled connection before use when it was idle
         longer than this many seconds (:func:`_ping_after_idle`); 0: at every checkout
     """
@@ -140,7 +140,7 @@ def make_engine(
             **pool,
             "connect_args": {
                 **pool.get("connect_args", {}),
-                "prepare_threshold": prepare_threshold,
+                "prepare_threshold": prepare_threshold or None,  # psycopg's 0: at once
             },
         }
     engine = create_engine(parsed, pool_pre_ping=ping_after_idle <= 0, hide_parameters=True, **pool)
@@ -149,9 +149,8 @@ def make_engine(
     if parsed.get_driver_name() == "psycopg":
         from app import pg  # noqa: PLC0415 - psycopg only for PostgreSQL engines
 
-        if read_timeout is not None:
-            event.listen(engine, "do_connect", pg.connector(read_timeout))
-        if prepare_threshold is not None:
+        event.listen(engine, "do_connect", pg.connector(read_timeout))
+        if prepare_threshold:
             pg.keep_prepared_statements(engine)
     return engine
 
@@ -187,7 +186,7 @@ class Database:
     def ping(self) -> None:
         """Run ``SELECT 1``; raises if the database cannot be reached."""
         with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            connection.execute(select(literal(1)))  # compiled: keeps prepared statements
 
     def init_app(self, app: Flask) -> None:
         """Close the request's session (rolling back anything uncommitted) at teardown."""

@@ -1,5 +1,5 @@
 """psycopg specifics: a client-side bound on every wait for PostgreSQL on an open connection,
-and read-only transactions that keep psycopg's prepared statements.
+and prepared statements kept across rollbacks that cannot have invalidated them.
 
 libpq bounds opening a connection (``connect_timeout``), the server bounds a statement
 (``statement_timeout``), and TCP drops a connection whose peer stopped acknowledging
@@ -8,7 +8,7 @@ answers: a hung process, a stopped container whose port a proxy keeps open, a pr
 accepts and forwards nothing. A request on such a connection would wait for as long as the
 outage lasts, holding a worker's thread.
 
-:class:`BoundedConnection` is a psycopg connection whose every wait for the server (a query,
+:class:`PgConnection` is a psycopg connection whose every wait for the server (a query,
 its rows, a commit, the pool's ping) gives up after ``read_timeout`` seconds: it closes the
 connection (its protocol state is unknown: a late answer must not be read as the next one's)
 and raises :class:`psycopg.OperationalError`. SQLAlchemy sees a closed connection, so it
@@ -16,12 +16,14 @@ treats the error as a disconnect (the connection leaves the pool) and the host a
 problem with ``Retry-After``. The bound must exceed the statement timeout, so that a slow
 statement is cancelled by the server (keeping its connection) before the client gives up.
 
-psycopg prepares a statement on the server once a connection has run it 5 times
-(``prepare_threshold``): later runs skip PostgreSQL's parsing and planning. But it forgets every
-prepared statement at each rollback (an object it refers to may have gone with the rollback),
-and a request that only read used to end its transaction with one (the session's close), so
-no statement ever reached its fifth run. :func:`keep_prepared_statements` ends a transaction
-that ran only ``select()`` statements with a commit instead, which for a read is the same.
+psycopg prepares a statement on the server once a connection has run it
+``prepare_threshold`` times: later runs skip PostgreSQL's parsing and planning. But it forgets
+every prepared statement at each rollback, in case the rollback took an object they refer to
+with it (a table created in the transaction), and every request that did not commit ended with
+one (the session's close): no statement a read ran ever reached its fifth run.
+:class:`PgConnection` keeps them across a rollback, unless :func:`keep_prepared_statements`
+saw its transaction run a statement that might have created or changed such an object. It is
+still a rollback: nothing the transaction did stays.
 
 Imported only for a PostgreSQL engine (psycopg is not loaded for SQLite).
 """
@@ -35,22 +37,40 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.abc import PQGen
 from psycopg.errors import _WaitTimeout
-from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update, event
 from sqlalchemy.engine import ExecutionContext
 
 T = TypeVar("T")
 
-# In the info of a connection whose transaction ran a statement other than a select(): an
-# INSERT, UPDATE or DELETE (the ORM's flushes too), DDL, a text() or driver-level statement,
-# whatever it says.
-_WROTE = "powerstrip.pg.wrote"
+# Statements that cannot create or change what a prepared statement refers to.
+_PLAIN = (Select, Insert, Update, Delete)
 
 
-class BoundedConnection(psycopg.Connection[Any]):
-    """A psycopg connection that waits at most ``read_timeout`` seconds for the server."""
+class PgConnection(psycopg.Connection[Any]):
+    """A psycopg connection that waits at most ``read_timeout`` seconds for the server, and
+    whose rollback keeps the prepared statements unless ``unsafe_rollback`` is set."""
 
     read_timeout: float | None = None  # seconds; None: unbounded
+    # Set by keep_prepared_statements when the transaction ran a statement that might have
+    # created or changed what a prepared statement refers to: its rollback is psycopg's own.
+    unsafe_rollback = False
+
+    def commit(self) -> None:
+        super().commit()
+        self.unsafe_rollback = False
+
+    def rollback(self) -> None:
+        if self.unsafe_rollback:
+            super().rollback()  # forgets the prepared statements
+            self.unsafe_rollback = False
+            return
+        # psycopg's rollback, with an empty cache in place of the connection's for it to clear.
+        kept = self._prepared
+        self._prepared = type(kept)()
+        try:
+            super().rollback()
+        finally:
+            self._prepared = kept
 
     def wait(self, gen: PQGen[T], interval: float = 0.1, timeout: float | None = None) -> T:
         if timeout is not None or self.read_timeout is None:  # psycopg's own bound wins
@@ -65,11 +85,11 @@ class BoundedConnection(psycopg.Connection[Any]):
             ) from timed_out
 
 
-def connector(read_timeout: float) -> Callable[..., BoundedConnection]:
-    """A ``do_connect`` listener opening :class:`BoundedConnection` with ``read_timeout``."""
+def connector(read_timeout: float | None) -> Callable[..., PgConnection]:
+    """A ``do_connect`` listener opening :class:`PgConnection` with ``read_timeout``."""
 
-    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
-        connection = BoundedConnection.connect(*cargs, **cparams)
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> PgConnection:
+        connection = PgConnection.connect(*cargs, **cparams)
         connection.read_timeout = read_timeout
         return connection
 
@@ -81,7 +101,7 @@ def unbounded_reads(connection: Connection) -> Iterator[None]:
     """Lift the read bound of ``connection`` for the block (a migration runs as long as it
     needs); a connection of another driver is left alone."""
     driver: object = connection.connection.dbapi_connection
-    if not isinstance(driver, BoundedConnection):
+    if not isinstance(driver, PgConnection):
         yield
         return
     bound = driver.read_timeout
@@ -93,46 +113,22 @@ def unbounded_reads(connection: Connection) -> Iterator[None]:
 
 
 def keep_prepared_statements(engine: Engine) -> None:
-    """End each transaction of ``engine`` that ran only ``select()`` statements with a commit
-    where SQLAlchemy rolls it back, so psycopg keeps its prepared statements.
-
-    For a transaction that only read, a commit is a rollback: nothing it did stays, its locks
-    (``FOR UPDATE``, advisory) go. A statement that is not a compiled ``select()`` (an INSERT,
-    UPDATE or DELETE, the ORM's flushes, DDL, a savepoint, a ``text()`` or driver-level
-    statement, whatever it says) makes its transaction roll back as before; so does a failed
-    statement (the transaction can only roll back). The one thing that reads and yet writes is
-    a ``select()`` of a function that writes: leave such a call to a unit of work, which
-    commits or rolls back as it says.
-    """
-
-    def begin(connection: Connection) -> None:
-        connection.info.pop(_WROTE, None)
+    """Mark the transactions of ``engine`` (which opens :class:`PgConnection`, see
+    :func:`connector`) that run a statement other than a compiled ``select()``, ``insert()``,
+    ``update()`` or ``delete()``: DDL, a savepoint, a ``text()`` or ``exec_driver_sql()``
+    statement, whatever it says. Their rollback forgets the prepared statements; any other
+    rollback keeps them. A statement sent on the driver's own connection is not seen here."""
 
     def before_cursor_execute(
-        connection: Connection,
-        _cursor: Any,
+        _connection: Connection,
+        cursor: Any,
         _statement: str,
         _parameters: Any,
         context: ExecutionContext | None,
         _executemany: bool,
     ) -> None:
         compiled = getattr(context, "compiled", None)
-        if compiled is None or not isinstance(compiled.statement, Select):
-            connection.info[_WROTE] = True
+        if compiled is None or not isinstance(compiled.statement, _PLAIN):
+            cursor.connection.unsafe_rollback = True
 
-    def rollback(connection: Connection) -> None:
-        if connection.invalidated or connection.closed or connection.info.get(_WROTE):
-            return
-        driver: Any = connection.connection.dbapi_connection
-        if driver.info.transaction_status is not TransactionStatus.INTRANS:
-            return  # no transaction, or a failed one: the rollback it needs
-        try:
-            driver.commit()  # then SQLAlchemy's rollback: psycopg skips it, nothing forgotten
-        except psycopg.Error:
-            # The connection broke: the rollback that follows meets it broken too and is
-            # handled as SQLAlchemy always handles a lost connection.
-            return
-
-    event.listen(engine, "begin", begin)
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    event.listen(engine, "rollback", rollback)

@@ -1,9 +1,9 @@
-"""PostgreSQL: a transaction that only read ends with a commit, so psycopg keeps the
-statements it prepared; anything else still rolls back (app.pg.keep_prepared_statements).
+"""PostgreSQL: psycopg's prepared statements survive a rollback that cannot have invalidated
+them, and the rollback still undoes everything (app.pg.keep_prepared_statements).
 
-psycopg prepares a statement on the server at its fifth run on a connection and forgets every
-prepared statement at a rollback. The requests here run one after the other, so they share
-the pool's one connection, whose ``pg_prepared_statements`` show what was kept.
+psycopg prepares a statement on the server at its fifth run on a connection and, on its own,
+forgets every prepared statement at a rollback. The requests here run one after the other, so
+they share the pool's one connection, whose ``pg_prepared_statements`` show what was kept.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.services import temporary_postgres_database
 PSYCOPG_PREPARES_AT = 5  # psycopg's default prepare_threshold
 
 READS = """
-from sqlalchemy import String, func, literal_column, select, text
+from sqlalchemy import String, func, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from powerstrip import Model
@@ -44,26 +44,37 @@ def counted(session):
 def count(session: Session):
     return {{"count": counted(session)}}
 
-@blp.route("/leave-open", methods=["POST"])
+@blp.route("/flushed")
 @blp.response(200)
-def leave_open(session: Session):
-    count = counted(session)
+def flushed(session: Session):
+    counted(session)
     session.add(Item(title="never committed"))
     session.flush()
-    return {{"before": count}}
+    return {{}}
 
-@blp.route("/text-count")
+@blp.route("/flushed-then-failed")
 @blp.response(200)
-def text_count(session: Session):
-    return {{"count": session.execute(text("SELECT count(*) FROM {name}_items")).scalar()}}
-
-@blp.route("/write-and-fail")
-@blp.response(200)
-def write_and_fail(session: Session):
+def flushed_then_failed(session: Session):
     counted(session)
     session.add(Item(title="never committed"))
     session.flush()
     raise RuntimeError("after a write")
+
+@blp.route("/select-with-insert")
+@blp.response(200)
+def select_with_insert(session: Session):
+    counted(session)
+    added = insert(Item).values(title="never committed").returning(Item.id).cte()
+    session.execute(select(literal_column("1")).add_cte(added))
+    return {{}}
+
+@blp.route("/driver-insert")
+@blp.response(200)
+def driver_insert(session: Session):
+    counted(session)
+    driver = session.connection().connection.driver_connection
+    driver.execute("INSERT INTO {name}_items (title) VALUES ('never committed')")
+    return {{}}
 
 @blp.route("/failed-read")
 @blp.response(200)
@@ -74,6 +85,20 @@ def failed_read(session: Session):
     except DBAPIError:
         return {{"failed": True}}
     return {{"failed": False}}
+
+@blp.route("/text-count")
+@blp.response(200)
+def text_count(session: Session):
+    counted(session)
+    return {{"count": session.execute(text("SELECT count(*) FROM {name}_items")).scalar()}}
+
+@blp.route("/savepoint")
+@blp.response(200)
+def savepoint(session: Session):
+    counted(session)
+    with session.begin_nested():
+        counted(session)
+    return {{}}
 """
 
 
@@ -142,33 +167,60 @@ def test_prepare_threshold_is_a_setting(
     assert len(reads.prepared()) == (0 if threshold is None else 1)
 
 
-def test_a_request_that_wrote_still_rolls_back(reads: Reads) -> None:
-    client = reads.app.test_client()
-    for _ in range(PSYCOPG_PREPARES_AT + 1):
-        assert client.post(f"/api/v1/{reads.name}/leave-open").get_json() == {"before": 0}
-    # Nothing the flushes wrote was committed, and each rollback forgot the statements.
-    assert reads.get("count") == (200, {"count": 0})
-    assert reads.prepared() == []
-
-
 @pytest.mark.parametrize(
     ("path", "status"),
     [
-        ("text-count", 200),  # text(): not known to read, so rolled back
-        ("write-and-fail", 500),  # a write, then the view raised
-        ("failed-read", 200),  # a statement failed: the transaction can only roll back
+        ("flushed", 200),  # the ORM's INSERT, never committed
+        ("flushed-then-failed", 500),
+        ("select-with-insert", 200),  # a select() whose CTE inserts
+        ("driver-insert", 200),  # on the driver's connection: SQLAlchemy never sees it
+        ("failed-read", 200),  # a statement failed: the transaction could only roll back
     ],
 )
-def test_anything_but_a_clean_read_rolls_back(reads: Reads, path: str, status: int) -> None:
+def test_a_rollback_undoes_everything_and_keeps_the_prepared_statements(
+    reads: Reads, path: str, status: int
+) -> None:
     for _ in range(PSYCOPG_PREPARES_AT + 1):
         assert reads.get(path)[0] == status
-    assert reads.prepared() == []
-    assert reads.get("count") == (200, {"count": 0})  # the connection still serves
+    assert reads.get("count") == (200, {"count": 0})  # nothing was committed
+    # The count (and the INSERT of those that sent it), prepared at its fifth run and kept.
+    assert [s for s in reads.prepared() if s.startswith("SELECT count(*)")] != []
 
 
-def test_a_read_whose_connection_broke_fails_its_rollback_as_before(
-    reads: Reads, pg_url: str
-) -> None:
+@pytest.mark.parametrize("path", ["text-count", "savepoint"])
+def test_a_rollback_after_any_other_statement_is_psycopgs_own(reads: Reads, path: str) -> None:
+    for _ in range(PSYCOPG_PREPARES_AT + 1):
+        assert reads.get(path)[0] == 200
+    assert reads.prepared() == []  # a text() or a savepoint might have been anything
+
+
+def test_each_transaction_is_judged_on_its_own(reads: Reads) -> None:
+    assert reads.get("text-count")[0] == 200
+    for _ in range(PSYCOPG_PREPARES_AT + 1):
+        assert reads.get("count") == (200, {"count": 0})
+    assert len(reads.prepared()) == 1
+
+
+def test_a_commit_ends_what_its_transaction_ran(reads: Reads) -> None:
+    for _ in range(PSYCOPG_PREPARES_AT + 1):
+        assert reads.get("count") == (200, {"count": 0})
+    engine = reads.app.extensions["powerstrip.database"].engine
+    with engine.connect() as connection:  # one checkout: no pool reset between the two
+        connection.execute(text("SELECT 1"))
+        connection.commit()
+        connection.execute(select(text("1")).where(text("true")))
+        connection.rollback()
+    assert len(reads.prepared()) == 1
+
+
+def test_the_database_check_keeps_them(reads: Reads) -> None:
+    for _ in range(PSYCOPG_PREPARES_AT + 1):
+        assert reads.get("count") == (200, {"count": 0})
+    reads.app.extensions["powerstrip.database"].ping()
+    assert len(reads.prepared()) == 1
+
+
+def test_a_rollback_on_a_broken_connection_fails_as_before(reads: Reads, pg_url: str) -> None:
     engine = reads.app.extensions["powerstrip.database"].engine
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     try:
@@ -176,7 +228,6 @@ def test_a_read_whose_connection_broke_fails_its_rollback_as_before(
             pid = connection.scalar(select(text("pg_backend_pid()")))
             with admin.connect() as other:
                 other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            # The commit in its place fails quietly; the rollback reports the lost connection.
             with pytest.raises(OperationalError, match=r"terminat|lost|closed"):
                 connection.rollback()
     finally:
