@@ -22,8 +22,9 @@ every prepared statement at each rollback, in case the rollback took an object t
 with it (a table created in the transaction), and every request that did not commit ended with
 one (the session's close): no statement a read ran ever reached its fifth run.
 :class:`PgConnection` keeps them across a rollback, unless :func:`keep_prepared_statements`
-saw its transaction run a statement that might have created or changed such an object. It is
-still a rollback: nothing the transaction did stays.
+saw its transaction run a statement that might have created or changed such an object, or one
+of its statements failed (a prepared statement the server now refuses is forgotten, as psycopg
+does). It is still a rollback: nothing the transaction did stays.
 
 Imported only for a PostgreSQL engine (psycopg is not loaded for SQLite).
 """
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.abc import PQGen
 from psycopg.errors import _WaitTimeout
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update, event
 from sqlalchemy.engine import ExecutionContext
 
@@ -48,7 +50,8 @@ _PLAIN = (Select, Insert, Update, Delete)
 
 class PgConnection(psycopg.Connection[Any]):
     """A psycopg connection that waits at most ``read_timeout`` seconds for the server, and
-    whose rollback keeps the prepared statements unless ``unsafe_rollback`` is set."""
+    whose rollback keeps the prepared statements unless ``unsafe_rollback`` is set or a
+    statement of the transaction failed."""
 
     read_timeout: float | None = None  # seconds; None: unbounded
     # Set by keep_prepared_statements when the transaction ran a statement that might have
@@ -60,12 +63,21 @@ class PgConnection(psycopg.Connection[Any]):
         self.unsafe_rollback = False
 
     def rollback(self) -> None:
-        if self.unsafe_rollback:
+        kept = getattr(self, "_prepared", None)  # psycopg's cache (private: checked by tests)
+        if (
+            self.unsafe_rollback
+            or kept is None
+            or self._pipeline is not None  # it checks its queued statements against the cache
+            # A statement failed: psycopg validates a prepared statement only when first
+            # prepared, and counts on this rollback to forget one the server now refuses
+            # (its plan would change its result type, the search path changed, ...).
+            or self.pgconn.transaction_status == TransactionStatus.INERROR
+        ):
             super().rollback()  # forgets the prepared statements
             self.unsafe_rollback = False
             return
-        # psycopg's rollback, with an empty cache in place of the connection's for it to clear.
-        kept = self._prepared
+        # psycopg's rollback, with an empty cache in place of the connection's for it to clear
+        # (the pool hands a connection to one thread at a time).
         self._prepared = type(kept)()
         try:
             super().rollback()
