@@ -148,7 +148,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
         pool=host_config.database_pool,
         on_wait=measured.pool_wait.observe if measured is not None else None,
         read_timeout=host_config.DATABASE_READ_TIMEOUT or None,
-        prepare_threshold=host_config.DATABASE_PREPARE_THRESHOLD or None,
+        prepare_threshold=host_config.DATABASE_PREPARE_THRESHOLD,  # 0: never
         sqlite_synchronous=host_config.DATABASE_SQLITE_SYNCHRONOUS,
         ping_after_idle=host_config.DATABASE_PING_AFTER_IDLE,
     )
