@@ -147,10 +147,13 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports, free now (held open together: never one port twice)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def call(
@@ -288,10 +291,10 @@ class App:
     root: Path = ROOT
 
     def start(self) -> AbstractContextManager[tuple[Server, float]]:
-        port = free_port()
+        port, metrics_port = free_ports(2)
         env = self.env | {"GUNICORN_BIND": f"127.0.0.1:{port}"}
         if self.name != "bare":  # Powerstrip's metrics port, never a fixed one (9464)
-            env["POWERSTRIP_METRICS_PORT"] = str(free_port())
+            env["POWERSTRIP_METRICS_PORT"] = str(metrics_port)
         log = self.folder / "gunicorn.log"
         return started(self.name, self.command, env, log, port, self.root)
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,19 @@ WORKERS = 2
 pytestmark = pytest.mark.e2e
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports, free now: their sockets are held open together, so
+    the kernel cannot hand one port out twice (one at a time, it may)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    [port] = free_ports(1)
+    return port
 
 
 @dataclass
@@ -63,8 +72,10 @@ class Server:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
 
-def start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Path]:
-    port = free_port()
+def start(
+    tmp_path: Path, env: dict[str, str], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = port or free_port()
     log = tmp_path / "gunicorn.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("POWERSTRIP_", "GUNICORN_"))}
     with log.open("wb") as out:
@@ -99,7 +110,7 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 def running(tmp_path: Path, env: dict[str, str], workers: int = WORKERS) -> Iterator[Server]:
     """gunicorn (two workers by default) once every worker has booted; stopped (and checked)
     afterwards."""
-    metrics_port = free_port()
+    api_port, metrics_port = free_ports(2)  # never the same port twice
     process, port, log = start(
         tmp_path,
         {
@@ -108,6 +119,7 @@ def running(tmp_path: Path, env: dict[str, str], workers: int = WORKERS) -> Iter
             "POWERSTRIP_METRICS_PORT": str(metrics_port),
             **env,
         },
+        api_port,
     )
     deadline = time.monotonic() + STARTUP_SECONDS
     server = Server(process, port, log, metrics_port)

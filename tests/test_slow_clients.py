@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_gunicorn import ROOT, STARTUP_SECONDS, free_port, running
+from tests.test_gunicorn import ROOT, STARTUP_SECONDS, free_port, free_ports, running
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +85,7 @@ def nginx(tmp_path: Path, upstream_port: int, *, ready_path: str = LIVE) -> Iter
     binary = nginx_binary()
     directory = tmp_path / "nginx"
     directory.mkdir()
-    port = free_port()
+    port = next(port for port in free_ports(2) if port != upstream_port)  # a closed upstream's too
     conf = directory / "nginx.conf"
     conf.write_text(render(directory, port, upstream_port))
     log = directory / "nginx.log"
