@@ -10,9 +10,11 @@ from powerstrip import Caller, Problem
 
 USE = "tasks:use"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
+AT_LEAST = {need: tuple(r for r, rank in ROLES.items() if rank >= ROLES[need]) for need in ROLES}
 READ, WRITE, MANAGE = "viewer", "editor", "owner"  # READ: the least role (every member reads)
 NO_SUCH_PROJECT = "No such project."
 NO_SUCH_TASK = "No such task."
+MEMBERSHIP_CHANGED = "Your role in the project changed meanwhile; try again."
 
 
 class Access:
@@ -25,6 +27,15 @@ class Access:
     def check(self, caller: Caller, project_id: int, need: str) -> None:
         """Pass if ``caller`` holds at least role ``need`` in the project (one small query)."""
         _require(self._repository.role(project_id, caller.subject), need)
+
+    def add_task(self, caller: Caller, task: Task, need: str) -> None:
+        """Insert ``task`` if ``caller`` holds at least role ``need`` in its project (the check
+        and the INSERT in one statement); else 404 for a non-member, 403 for too low a role."""
+        if self._repository.add_task_as(task, caller.subject, AT_LEAST[need]):
+            return
+        self.check(caller, task.project_id, need)  # 404 or 403, as a check before would
+        # A member after all: the role was granted between the two statements.
+        raise Problem(409, MEMBERSHIP_CHANGED)
 
     def project(self, caller: Caller, project_id: int, need: str) -> Project:
         """The project, if ``caller`` holds at least role ``need`` in it (one query)."""

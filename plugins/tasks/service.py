@@ -57,11 +57,10 @@ class TaskService:
         """A new task (editors)."""
         caller = principal.require(USE)
         with self._uow:
-            self._access.check(caller, project_id, WRITE)
             now = self._clock.now()
             task = Task(project_id=project_id, created_at=now, updated_at=now, title=data["title"])
             _apply(task, data, now)
-            self._repository.add(task)
+            self._access.add_task(caller, task, WRITE)
             self._events.publish(
                 TaskCreated(
                     project_id=project_id, actor=caller.subject, task_id=task.id, title=task.title

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
 from app.db import DATABASE
+from plugins.tasks.access import MEMBERSHIP_CHANGED
+from plugins.tasks.models import Task
 from plugins.tasks.repository import TasksRepository
 from powerstrip import Problem
 from tests.plugins.tasks.conftest import PROJECTS, People
@@ -307,6 +310,60 @@ def test_an_activity_entry_longer_than_its_columns_is_refused(migrated_app: Flas
         repository.record(actor="x" * 64, **entry)
         session.commit()
         assert [entry.actor for entry in repository.activity(1, 10)] == ["x" * 64]
+
+
+def test_a_new_task_answers_the_row_it_wrote(people: People) -> None:
+    """The INSERT is a Core statement with the role check in it: the model's defaults are the
+    row's and the answer's, and the answer is what a read returns (its ETag too)."""
+    project = people.owner.project()
+    response = people.owner.post(f"{PROJECTS}/{project}/tasks", {"title": "Bare"})
+    assert response.status_code == 201
+    created = response.get_json()
+    assert {k: created[k] for k in ("description", "status", "priority", "labels")} == {
+        "description": "",
+        "status": "open",
+        "priority": 3,
+        "labels": [],
+    }
+    assert (created["due_date"], created["assignee"], created["completed_at"]) == (None,) * 3
+    read = people.owner.get(f"{PROJECTS}/{project}/tasks/{created['id']}")
+    assert read.get_json() == created
+    assert read.headers["ETag"] == response.headers["ETag"]
+    done = people.owner.task(project, title="Done at once", status="done", labels=["x"])
+    assert done["completed_at"] is not None
+    assert people.owner.get(f"{PROJECTS}/{project}/tasks/{done['id']}").get_json() == done
+
+
+def test_a_task_longer_than_its_columns_is_refused_and_not_written(migrated_app: Flask) -> None:
+    """The task's INSERT is a Core statement too: the repository checks string lengths with the
+    SDK's 422 before it runs."""
+    database = migrated_app.extensions[DATABASE]
+    now = datetime.now(UTC)
+    with database.sessions() as session:
+        repository = TasksRepository(session)
+        task = Task(project_id=1, title="t", label_index="," + "x" * 1000)
+        task.created_at = task.updated_at = now
+        with pytest.raises(Problem) as refused:
+            repository.add_task_as(task, "1", ("owner",))
+        assert refused.value.code == 422
+        assert refused.value.errors == {"label_index": ["Longer than 1000 characters."]}
+        assert session.scalars(select(Task)).all() == []
+
+
+def test_a_role_the_insert_did_not_see_but_the_check_does_is_a_409(
+    people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role is checked inside the INSERT; when the INSERT writes nothing, a second look
+    tells 404 from 403. Should that look find the role after all (granted in between), the
+    caller is asked to retry, with nothing written."""
+    project = people.owner.project()
+    monkeypatch.setattr(TasksRepository, "add_task_as", lambda *_: False)  # saw no role
+    response = people.owner.post(f"{PROJECTS}/{project}/tasks", {"title": "Raced"})
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == MEMBERSHIP_CHANGED
+    monkeypatch.undo()
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == []
 
 
 def test_text_search_takes_like_wildcards_literally(people: People) -> None:
