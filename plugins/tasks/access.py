@@ -30,12 +30,14 @@ class Access:
 
     def add_task(self, caller: Caller, task: Task, need: str) -> None:
         """Insert ``task`` if ``caller`` holds at least role ``need`` in its project (the check
-        and the INSERT in one statement); else 404 for a non-member, 403 for too low a role."""
-        if self._repository.add_task_as(task, caller.subject, AT_LEAST[need]):
+        inside the INSERT); else 404 for a non-member, 403 for too low a role."""
+        roles = AT_LEAST[need]
+        if self._repository.add_task_as(task, caller.subject, roles):
             return
         self.check(caller, task.project_id, need)  # 404 or 403, as a check before would
-        # A member after all: the role was granted between the two statements.
-        raise Problem(409, MEMBERSHIP_CHANGED)
+        # A member after all, the role granted between the two statements: once more.
+        if not self._repository.add_task_as(task, caller.subject, roles):
+            raise Problem(409, MEMBERSHIP_CHANGED)  # and taken away again
 
     def project(self, caller: Caller, project_id: int, need: str) -> Project:
         """The project, if ``caller`` holds at least role ``need`` in it (one query)."""

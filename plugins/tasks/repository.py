@@ -59,6 +59,8 @@ _INSERT_ACTIVITY = insert(_ACTIVITY)
 # A new task, inserted only if the caller holds one of the roles ``roles`` in its project: the
 # role check and the INSERT in one statement (INSERT ... SELECT ... WHERE EXISTS), one round
 # trip fewer than a check before the ORM's flush, and a Core INSERT, not a flush (as above).
+# The EXISTS locks nothing: a role removed after it and before the commit does not undo the
+# task, as it did not after a check before the INSERT.
 _TASKS = cast(Table, Task.__table__)
 _NEW_TASK = [column for column in _TASKS.c if not column.primary_key]
 _INSERT_TASK_AS = (
@@ -80,13 +82,17 @@ _INSERT_TASK_AS = (
 
 
 def _model_default(column: Column[Any]) -> Callable[[], Any]:
-    """A new row's value for ``column`` when none is given: its Python-side default (a
-    callable's answer new for every row), else None."""
+    """A new row's value for ``column`` when none is given (or None, as a flush reads None):
+    its Python-side default, a callable's answer new for every row, else None. Any other
+    default (a SQL expression, a server default) the INSERT would not apply: refused."""
     default = column.default
-    if not isinstance(default, ColumnDefault):
-        return lambda: None
-    arg = default.arg
-    return (lambda: arg(None)) if default.is_callable else (lambda: arg)
+    if column.server_default is None:
+        if default is None:
+            return lambda: None
+        if isinstance(default, ColumnDefault) and (default.is_scalar or default.is_callable):
+            arg = default.arg
+            return (lambda: arg(None)) if default.is_callable else (lambda: arg)
+    raise TypeError(f"{column}: a new task's INSERT applies only a Python value or callable")
 
 
 _NEW_TASK_DEFAULTS = [(column, _model_default(column)) for column in _NEW_TASK]
@@ -208,16 +214,20 @@ class TasksRepository:
     def add_task_as(self, task: Task, member: str, roles: Sequence[str]) -> bool:
         """Insert ``task`` (every column set, ``version`` 1) if ``member`` holds one of
         ``roles`` in its project, in one statement, and give it its id; False (nothing
-        written) otherwise. The task joins the session as a flush would leave it. A string
-        longer than its column is a 422 problem, as the SDK makes it for a model."""
+        written) otherwise. A string longer than its column is a 422 problem, as the SDK
+        makes it for a model.
+
+        The task is left detached, with its key (its identity, for its ETag) and every value:
+        outside the session, a rollback of the unit of work has nothing of it to undo.
+        """
         given = inspect(task).dict  # the attributes set on the new object
         values: dict[str, Any] = {}
         for column, default in _NEW_TASK_DEFAULTS:
-            if column.key in given:
-                values[column.name] = given[column.key]
-            else:  # the model's default, which the response shows too
-                values[column.name] = value = default()
+            value = given.get(column.key)
+            if value is None:  # the model's default, which the response shows too
+                value = default()
                 setattr(task, column.key, value)
+            values[column.name] = value
         task.version = values["version"] = 1  # a new row's, as the ORM's first flush sets it
         refuse_long_strings(_TASKS, values)
         values["member"] = member
@@ -226,8 +236,7 @@ class TasksRepository:
         if new_id is None:
             return False
         task.id = new_id
-        make_transient_to_detached(task)  # a row with its key, as a flush leaves it
-        self.session.add(task)
+        make_transient_to_detached(task)
         return True
 
     def delete(self, row: object) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import JSON, Integer, select
 
 from app.db import DATABASE
 from plugins.tasks.access import MEMBERSHIP_CHANGED
@@ -350,20 +350,85 @@ def test_a_task_longer_than_its_columns_is_refused_and_not_written(migrated_app:
         assert session.scalars(select(Task)).all() == []
 
 
-def test_a_role_the_insert_did_not_see_but_the_check_does_is_a_409(
+def test_a_role_the_insert_did_not_see_but_the_check_does_gets_another_insert(
     people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The role is checked inside the INSERT; when the INSERT writes nothing, a second look
     tells 404 from 403. Should that look find the role after all (granted in between), the
-    caller is asked to retry, with nothing written."""
+    INSERT runs once more; should that one write nothing either, the caller is asked to retry
+    (409), with nothing written."""
     project = people.owner.project()
-    monkeypatch.setattr(TasksRepository, "add_task_as", lambda *_: False)  # saw no role
+    real = TasksRepository.add_task_as
+    attempts: list[bool] = []
+
+    def first_sees_no_role(self: TasksRepository, *args: Any) -> bool:
+        attempts.append(bool(attempts) and real(self, *args))
+        return attempts[-1]
+
+    monkeypatch.setattr(TasksRepository, "add_task_as", first_sees_no_role)
+    created = people.owner.post(f"{PROJECTS}/{project}/tasks", {"title": "Second try"})
+    assert created.status_code == 201
+    assert attempts == [False, True]
+
+    monkeypatch.setattr(TasksRepository, "add_task_as", lambda *_: False)  # never sees it
     response = people.owner.post(f"{PROJECTS}/{project}/tasks", {"title": "Raced"})
     assert response.status_code == 409
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["detail"] == MEMBERSHIP_CHANGED
     monkeypatch.undo()
-    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == []
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Second try"]
+
+
+def test_a_new_task_rolled_back_leaves_nothing_behind(people: People, migrated_app: Flask) -> None:
+    """A task inserted in a unit of work that then fails is not kept in the session: the next
+    task of the same session (SQLite hands the rolled-back id out again) is written."""
+    from flask_injector import RequestScope  # noqa: PLC0415
+
+    from plugins.tasks.service import TaskService  # noqa: PLC0415
+    from powerstrip import Principal, UnitOfWork  # noqa: PLC0415
+    from powerstrip.cli import INJECTOR  # noqa: PLC0415
+
+    project = people.owner.project()
+    injector = migrated_app.extensions[INJECTOR]
+    principal = Principal.of(people.owner.user_id, "user", frozenset({"*"}))
+    with migrated_app.test_request_context():
+        scope = injector.get(RequestScope)
+        scope.prepare()
+        uow, tasks = injector.get(UnitOfWork), injector.get(TaskService)
+        doomed = []
+
+        def enclosing_work_fails() -> None:
+            with uow:
+                doomed.append(tasks.create(principal, project, {"title": "Doomed"}))
+                raise RuntimeError("the enclosing work fails")
+
+        with pytest.raises(RuntimeError):
+            enclosing_work_fails()
+        kept = tasks.create(principal, project, {"title": "Kept"})
+        assert kept.title == "Kept"
+        assert doomed[0].title == "Doomed"  # still readable: detached, never expired
+        scope.cleanup()
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["Kept"]
+
+
+def test_a_task_default_the_insert_cannot_apply_is_refused_at_import() -> None:
+    """The new task's INSERT fills defaults itself: only a Python value or callable."""
+    from sqlalchemy import Column, DateTime, func  # noqa: PLC0415
+
+    from plugins.tasks.repository import _model_default  # noqa: PLC0415
+
+    assert _model_default(Column("a", Integer, default=3))() == 3
+    assert _model_default(Column("b", Integer))() is None
+    labels = _model_default(Column("c", JSON, default=list))
+    assert labels() == []
+    assert labels() is not labels()
+    for refused in (
+        Column("d", DateTime, default=func.now()),
+        Column("e", DateTime, server_default=func.now()),
+        Column("f", Integer, default=3, server_default="3"),
+    ):
+        with pytest.raises(TypeError, match="only a Python value or callable"):
+            _model_default(refused)
 
 
 def test_text_search_takes_like_wildcards_literally(people: People) -> None:
