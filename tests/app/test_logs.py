@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from types import SimpleNamespace
@@ -272,3 +276,134 @@ def test_gunicorns_listening_line_names_the_address(
     )
     assert ListeningFilter(bind).filter(record)
     assert record.getMessage() == shown
+
+
+@contextmanager
+def logging_as_configured() -> Iterator[logging.Logger]:
+    """Inside: the root logger as create_app configures it, its one handler the JSON lines on
+    stdout (pytest's capturing handlers, which would make every record take logging's path,
+    set aside); the access logger. Afterwards, as it was."""
+    root, access = logging.getLogger(), logging.getLogger("app.access")
+    handlers, level = root.handlers[:], root.level
+    configure_logging("INFO")
+    try:
+        yield access
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        access.filters.clear()
+
+
+def access_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return [line for line in lines if line["logger"] == "app.access"]
+
+
+ACCESS_REQUESTS = [
+    ("POST", "/api/probe/items", {"name": "a", "count": 1}),  # routed, 201
+    ("GET", "/missing", None),  # no route
+    ("GET", "/caf%C3%A9/%E2%80%A8", None),  # non-ASCII: the json formatter's escapes
+]
+
+
+def test_the_access_line_written_directly_is_the_records(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With logging as create_app configures it, the access record's line is written without
+    a log record: the same line, field for field and in order (but its time), as the
+    logging module's path writes, which a filter on the access logger brings back."""
+    with logging_as_configured() as access:
+        capsys.readouterr()
+        handled = record_calls(monkeypatch, access, "handle")
+        for method, path, body in ACCESS_REQUESTS:
+            client.open(path, method=method, json=body, headers={"X-Request-ID": "direct"})
+        direct = access_lines(capsys)
+        assert handled == []  # no record
+
+        access.addFilter(lambda _record: True)  # any filter: logging's own path
+        for method, path, body in ACCESS_REQUESTS:
+            client.open(path, method=method, json=body, headers={"X-Request-ID": "direct"})
+        logged = access_lines(capsys)
+        assert len(handled) == len(ACCESS_REQUESTS)
+
+    assert [line["path"] for line in direct] == ["/api/probe/items", "/missing", "/café/\u2028"]
+    for ours, theirs in zip(direct, logged, strict=True):
+        assert list(ours) == list(theirs)  # the same fields in the same order
+        assert ours["process"] == theirs["process"] == os.getpid()
+        for changing in ("timestamp", "duration_ms"):
+            ours.pop(changing), theirs.pop(changing)
+        assert ours == theirs
+
+
+def test_an_access_line_that_cannot_be_written_directly_goes_through_logging(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that refuses the line: the record goes to the handler, which reports the
+    error as logging does (on stderr); the request is answered all the same."""
+
+    class Refusing(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise OSError("stdout is gone")
+
+    with logging_as_configured() as access:
+        capsys.readouterr()
+        handled = record_calls(monkeypatch, access, "handle")
+        monkeypatch.setattr(sys, "stdout", Refusing())
+        assert client.get("/missing").status_code == 404
+        monkeypatch.undo()
+    assert len(handled) == 1
+    assert "OSError: stdout is gone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("set_up", "direct"),
+    [
+        ("a second handler", False),
+        ("a handler above INFO", False),
+        ("a filter on the way", False),
+        ("no propagation, the JSON handler its own", True),
+        ("no propagation, no handler", False),
+        ("another formatter", False),
+        ("a formatter asking for more of a record", False),
+        ("tracing on", False),
+    ],
+)
+def test_any_other_logging_set_up_gets_the_access_record(
+    client: FlaskClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    set_up: str,
+    direct: bool,
+) -> None:
+    """The line is written directly only to the one JSON handler create_app configures (or
+    the same handler, moved): any other set-up logs a record, through whatever handlers it
+    has (logging's last resort when it has none)."""
+    with logging_as_configured() as access:
+        root = logging.getLogger()
+        [stdout] = root.handlers
+        if set_up == "a second handler":
+            root.addHandler(logging.StreamHandler(io.StringIO()))
+        elif set_up == "a handler above INFO":
+            monkeypatch.setattr(stdout, "level", logging.WARNING)
+        elif set_up == "a filter on the way":
+            monkeypatch.setattr(root, "filters", [logging.Filter("app")])
+        elif set_up == "no propagation, the JSON handler its own":
+            monkeypatch.setattr(access, "propagate", False)
+            monkeypatch.setattr(access, "handlers", [stdout])
+        elif set_up == "no propagation, no handler":
+            monkeypatch.setattr(access, "propagate", False)
+        elif set_up == "another formatter":
+            monkeypatch.setattr(stdout, "formatter", logging.Formatter("%(message)s"))
+        elif set_up == "a formatter asking for more of a record":
+            monkeypatch.setattr(stdout, "formatter", JsonLines("%(asctime)s %(message)s"))
+        else:
+            span = SimpleNamespace(get_span_context=lambda: SimpleNamespace(is_valid=False))
+            tracing = SimpleNamespace(get_current_span=lambda: span)
+            monkeypatch.setitem(sys.modules, "opentelemetry.trace", tracing)  # tracing on
+        handled = record_calls(monkeypatch, access, "handle")
+        capsys.readouterr()
+        client.get("/missing")
+        monkeypatch.undo()
+    assert len(handled) == (0 if direct else 1)
+    if direct:
+        assert [line["path"] for line in access_lines(capsys)] == ["/missing"]
