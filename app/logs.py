@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
-from pythonjsonlogger.core import LogData
+from pythonjsonlogger.core import RESERVED_ATTRS, LogData
 from pythonjsonlogger.json import JsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -50,15 +50,20 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
         """Ignore: the stream is always the current ``sys.stdout``."""
 
     def write(self, line: str) -> bool:
-        """Write a formatted ``line`` as :meth:`emit` writes a record's; False if it could not
-        (the caller then logs the record, so the handler reports the error as it would)."""
+        """Write a formatted ``line`` as :meth:`emit` writes a record's, under the handler's
+        lock; False if the stream refused it (nothing written: the caller then logs the
+        record, and the handler reports the error as logging does). A flush that fails after
+        the line was written is reported the same way, and the line is not written again."""
         self.acquire()
         try:
-            stream = self.stream
-            stream.write(line + self.terminator)
-            stream.flush()
-        except Exception:  # noqa: BLE001 - emit's own rule: logging never fails the request
-            return False
+            try:
+                self.stream.write(line + self.terminator)
+            except Exception:  # noqa: BLE001 - emit's own rule: logging never fails a request
+                return False
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - as above
+                self.handleError(logging.makeLogRecord({"msg": line}))
         finally:
             self.release()
         return True
@@ -78,8 +83,10 @@ class JsonLines(OrjsonFormatter):
         super().__init__(*args, **kwargs)
         self._fallback = JsonFormatter(*args, **kwargs)
         # Whether line() can write what format() would: every field asked of a record is one
-        # line() knows without a record.
-        self._record_free = set(self._required_fields) <= _RECORD_FREE_FIELDS
+        # line() knows without a record, and every attribute of a record is skipped.
+        self._record_free = set(self._required_fields) <= _RECORD_FREE_FIELDS and set(
+            RESERVED_ATTRS
+        ) <= set(self._skip_fields)
 
     def line(self, logger: str, message: str, extra: Mapping[str, Any]) -> str | None:
         """The line :meth:`format` writes for an INFO record of ``logger`` with ``message`` and
@@ -88,7 +95,12 @@ class JsonLines(OrjsonFormatter):
         message."""
         if not self._record_free:
             return None
-        known = {"levelname": "INFO", "name": logger, "process": os.getpid(), "message": message}
+        known = {
+            "levelname": logging.getLevelName(logging.INFO),
+            "name": logger,
+            "process": os.getpid() if logging.logProcesses else None,
+            "message": message,
+        }
         rename = self.rename_fields
         log_data: dict[str, Any] = {}
         for field, value in self.defaults.items():
@@ -275,7 +287,10 @@ def _finish_request(response: Response) -> Response:
     sole = _sole_handler(access_log)
     if sole is not None:
         handler, formatter = sole
-        line = formatter.line(access_log.name, "request", fields)
+        try:
+            line = formatter.line(access_log.name, "request", fields)
+        except Exception:  # noqa: BLE001 - the record's own path reports it (handleError)
+            line = None
         if line is not None and handler.write(line):
             return response
     # What access_log.info() does, less its walk up the stack for the caller's file, line and
@@ -288,30 +303,35 @@ def _finish_request(response: Response) -> Response:
 
 
 def _sole_handler(logger: logging.Logger) -> tuple[StdoutHandler, JsonLines] | None:
-    """The one handler an INFO record of ``logger`` would reach, when the record would reach
-    just one, no filter on the way but the handler's own ``RequestIdFilter`` (which has
-    nothing to add to the access record while tracing is off), and it writes JSON lines to
-    stdout, as :func:`logging_config` sets up: then the access record's line is written to it
-    directly, the same line without the logging module's generic path (a ``LogRecord``, the
-    loggers' and handler's filters, the formatter's walk over the record's attributes; served,
-    that path cost about three times its in-process cost). Any other set-up (a handler added,
-    pytest's capture, tracing on) gets the record through the logging module.
+    """The one handler an INFO record of ``logger`` would reach (``Logger.callHandlers``: its
+    handlers and its parents' while they propagate, those at INFO or below), when it reaches
+    just one, ``logger`` filters nothing, and that handler is the JSON lines on stdout
+    :func:`logging_config` sets up, filtering with ``RequestIdFilter`` alone (which adds
+    nothing to the access record while tracing is off). Then the access record's line is
+    written to it directly: the same line, without the logging module's generic path (a
+    ``LogRecord``, the filters, the formatter's walk over the record's attributes; served,
+    that path cost about three times its in-process cost). Any other set-up (another
+    handler, pytest's capture, a record factory or logger class of its own, tracing on) gets
+    the record through the logging module.
     """
+    if logger.filters or type(logger) is not logging.Logger:
+        return None
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
     found = None
     current: logging.Logger | None = logger
     while current is not None:
-        if current.filters:
-            return None
         for handler in current.handlers:
-            if found is not None or handler.level > logging.INFO:
-                return None
-            found = handler
+            if handler.level <= logging.INFO:
+                if found is not None:
+                    return None
+                found = handler
         if not current.propagate:
             break
         current = current.parent
     if (
         type(found) is StdoutHandler
-        and isinstance(found.formatter, JsonLines)
+        and type(found.formatter) is JsonLines
         and all(type(each) is RequestIdFilter for each in found.filters)
         and "opentelemetry.trace" not in sys.modules
     ):

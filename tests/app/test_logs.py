@@ -5,10 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
@@ -304,67 +303,191 @@ ACCESS_REQUESTS = [
     ("GET", "/missing", None),  # no route
     ("GET", "/caf%C3%A9/%E2%80%A8", None),  # non-ASCII: the json formatter's escapes
 ]
+_CHANGING = re.compile(r'"(timestamp|duration_ms)": ?("[^"]*"|[0-9.e-]+)')
 
 
+def json_lines(fmt: str | None = None, **options: object) -> JsonLines:
+    """The formatter logging_config sets up, with ``options`` of python-json-logger's."""
+    spec = logging_config("INFO")["formatters"]["json"]
+    return JsonLines(  # type: ignore[misc]
+        fmt or spec["fmt"], rename_fields=spec["rename_fields"], timestamp=True, **options
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"static_fields": {"service": "api"}, "defaults": {"env": "test"}},
+        {"rename_fields_keep_missing": True, "prefix": "> "},
+        {"logProcesses": False},  # logging's switch: the record's process is None
+    ],
+)
 def test_the_access_line_written_directly_is_the_records(
-    client: FlaskClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, object],
 ) -> None:
     """With logging as create_app configures it, the access record's line is written without
-    a log record: the same line, field for field and in order (but its time), as the
-    logging module's path writes, which a filter on the access logger brings back."""
+    a log record: the same line, byte for byte but its time, as the logging module's path
+    writes (which a filter on the access logger brings back)."""
+    if "logProcesses" in options:
+        monkeypatch.setattr(logging, "logProcesses", options.pop("logProcesses"))
     with logging_as_configured() as access:
+        [stdout] = logging.getLogger().handlers
+        stdout.setFormatter(json_lines(**options))
         capsys.readouterr()
         handled = record_calls(monkeypatch, access, "handle")
         for method, path, body in ACCESS_REQUESTS:
             client.open(path, method=method, json=body, headers={"X-Request-ID": "direct"})
-        direct = access_lines(capsys)
+        direct = capsys.readouterr().out.splitlines()
         assert handled == []  # no record
 
         access.addFilter(lambda _record: True)  # any filter: logging's own path
         for method, path, body in ACCESS_REQUESTS:
             client.open(path, method=method, json=body, headers={"X-Request-ID": "direct"})
-        logged = access_lines(capsys)
+        logged = capsys.readouterr().out.splitlines()
         assert len(handled) == len(ACCESS_REQUESTS)
 
-    assert [line["path"] for line in direct] == ["/api/probe/items", "/missing", "/café/\u2028"]
-    for ours, theirs in zip(direct, logged, strict=True):
-        assert list(ours) == list(theirs)  # the same fields in the same order
-        assert ours["process"] == theirs["process"] == os.getpid()
-        for changing in ("timestamp", "duration_ms"):
-            ours.pop(changing), theirs.pop(changing)
-        assert ours == theirs
+    ours = [_CHANGING.sub(r'"\1": 0', line) for line in direct if "app.access" in line]
+    theirs = [_CHANGING.sub(r'"\1": 0', line) for line in logged if "app.access" in line]
+    assert len(ours) == len(ACCESS_REQUESTS)
+    assert ours == theirs
+    assert "\\u2028" in ours[2]  # escaped: the json formatter's fallback wrote it
 
 
-def test_an_access_line_that_cannot_be_written_directly_goes_through_logging(
+class Broken(io.StringIO):
+    """A stdout that refuses writes, or (``flushes=False``) only flushes."""
+
+    def __init__(self, *, writes: bool) -> None:
+        super().__init__()
+        self.writes = writes
+
+    def write(self, text: str) -> int:
+        if not self.writes:
+            raise OSError("stdout is gone")
+        return super().write(text)
+
+    def flush(self) -> None:
+        raise OSError("stdout cannot flush")
+
+
+def test_an_access_line_the_stream_refuses_goes_through_logging(
     client: FlaskClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stream that refuses the line: the record goes to the handler, which reports the
     error as logging does (on stderr); the request is answered all the same."""
-
-    class Refusing(io.StringIO):
-        def write(self, _text: str) -> int:
-            raise OSError("stdout is gone")
-
     with logging_as_configured() as access:
         capsys.readouterr()
         handled = record_calls(monkeypatch, access, "handle")
-        monkeypatch.setattr(sys, "stdout", Refusing())
+        monkeypatch.setattr(sys, "stdout", Broken(writes=False))
         assert client.get("/missing").status_code == 404
         monkeypatch.undo()
     assert len(handled) == 1
     assert "OSError: stdout is gone" in capsys.readouterr().err
 
 
+def test_an_access_line_written_but_not_flushed_is_reported_once(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line reached the stream and its flush failed: reported as logging reports it, and
+    not written a second time."""
+    stream = Broken(writes=True)
+    with logging_as_configured() as access:
+        capsys.readouterr()
+        handled = record_calls(monkeypatch, access, "handle")
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert client.get("/missing").status_code == 404
+        monkeypatch.undo()
+    assert handled == []
+    assert [json.loads(line)["path"] for line in stream.getvalue().splitlines()] == ["/missing"]
+    assert "OSError: stdout cannot flush" in capsys.readouterr().err
+
+
+class OwnLogger(logging.Logger):
+    """A logger class of an embedding program's."""
+
+
+class OwnRecord(logging.LogRecord):
+    """A record class of an embedding program's (``logging.setLogRecordFactory``)."""
+
+
+class OwnJsonLines(JsonLines):
+    """A formatter of an embedding program's, on top of ours."""
+
+
+def set_up_logging(name: str, monkeypatch: pytest.MonkeyPatch, access: logging.Logger) -> None:
+    """Change logging as create_app configured it in the way ``name`` says."""
+    root = logging.getLogger()
+    [stdout] = root.handlers
+    quiet = logging.StreamHandler(io.StringIO())
+
+    def second_handler_above_info() -> None:
+        quiet.setLevel(logging.WARNING)
+        monkeypatch.setattr(root, "handlers", [stdout, quiet])
+
+    def handler_of_its_own() -> None:
+        monkeypatch.setattr(access, "propagate", False)
+        monkeypatch.setattr(access, "handlers", [stdout])
+
+    changes: dict[str, Callable[[], None]] = {
+        "a second handler": lambda: monkeypatch.setattr(root, "handlers", [stdout, quiet]),
+        "a second handler, above INFO": second_handler_above_info,
+        "the JSON handler above INFO": lambda: monkeypatch.setattr(
+            stdout, "level", logging.WARNING
+        ),
+        "a filter on the access logger": lambda: access.addFilter(logging.Filter("app")),
+        "a filter on the root logger (logging applies it to the root's own records)": lambda: (
+            monkeypatch.setattr(root, "filters", [lambda _record: False])
+        ),
+        "no propagation, the JSON handler its own": handler_of_its_own,
+        "no propagation, no handler": lambda: monkeypatch.setattr(access, "propagate", False),
+        "another formatter": lambda: stdout.setFormatter(logging.Formatter("%(message)s")),
+        "a formatter of its own on top of ours": lambda: stdout.setFormatter(
+            OwnJsonLines("%(message)s")
+        ),
+        "a formatter asking for more of a record": lambda: stdout.setFormatter(
+            json_lines("%(asctime)s %(message)s")
+        ),
+        "a formatter writing a record's own attributes": lambda: stdout.setFormatter(
+            json_lines(reserved_attrs=["msg"])
+        ),
+        "a formatter that fails": lambda: monkeypatch.setattr(JsonLines, "line", lambda *_: 1 / 0),
+        "a logger class of its own": lambda: monkeypatch.setattr(access, "__class__", OwnLogger),
+        "a record factory of its own": lambda: monkeypatch.setattr(
+            logging, "_logRecordFactory", OwnRecord
+        ),
+        "tracing on": lambda: monkeypatch.setitem(
+            sys.modules,
+            "opentelemetry.trace",
+            SimpleNamespace(
+                get_current_span=lambda: SimpleNamespace(
+                    get_span_context=lambda: SimpleNamespace(is_valid=False)
+                )
+            ),
+        ),
+    }
+    changes[name]()
+
+
 @pytest.mark.parametrize(
     ("set_up", "direct"),
     [
         ("a second handler", False),
-        ("a handler above INFO", False),
-        ("a filter on the way", False),
+        ("a second handler, above INFO", True),
+        ("the JSON handler above INFO", False),
+        ("a filter on the access logger", False),
+        ("a filter on the root logger (logging applies it to the root's own records)", True),
         ("no propagation, the JSON handler its own", True),
         ("no propagation, no handler", False),
         ("another formatter", False),
+        ("a formatter of its own on top of ours", False),
         ("a formatter asking for more of a record", False),
+        ("a formatter writing a record's own attributes", False),
+        ("a formatter that fails", False),
+        ("a logger class of its own", False),
+        ("a record factory of its own", False),
         ("tracing on", False),
     ],
 )
@@ -379,27 +502,7 @@ def test_any_other_logging_set_up_gets_the_access_record(
     the same handler, moved): any other set-up logs a record, through whatever handlers it
     has (logging's last resort when it has none)."""
     with logging_as_configured() as access:
-        root = logging.getLogger()
-        [stdout] = root.handlers
-        if set_up == "a second handler":
-            root.addHandler(logging.StreamHandler(io.StringIO()))
-        elif set_up == "a handler above INFO":
-            monkeypatch.setattr(stdout, "level", logging.WARNING)
-        elif set_up == "a filter on the way":
-            monkeypatch.setattr(root, "filters", [logging.Filter("app")])
-        elif set_up == "no propagation, the JSON handler its own":
-            monkeypatch.setattr(access, "propagate", False)
-            monkeypatch.setattr(access, "handlers", [stdout])
-        elif set_up == "no propagation, no handler":
-            monkeypatch.setattr(access, "propagate", False)
-        elif set_up == "another formatter":
-            monkeypatch.setattr(stdout, "formatter", logging.Formatter("%(message)s"))
-        elif set_up == "a formatter asking for more of a record":
-            monkeypatch.setattr(stdout, "formatter", JsonLines("%(asctime)s %(message)s"))
-        else:
-            span = SimpleNamespace(get_span_context=lambda: SimpleNamespace(is_valid=False))
-            tracing = SimpleNamespace(get_current_span=lambda: span)
-            monkeypatch.setitem(sys.modules, "opentelemetry.trace", tracing)  # tracing on
+        set_up_logging(set_up, monkeypatch, access)
         handled = record_calls(monkeypatch, access, "handle")
         capsys.readouterr()
         client.get("/missing")
