@@ -165,13 +165,22 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id") and has_request_context() and "request_id" in g:
             record.request_id = g.request_id
-        trace = sys.modules.get("opentelemetry.trace")  # never imported while tracing is off
-        if trace is not None and not hasattr(record, "trace_id"):
-            context = trace.get_current_span().get_span_context()
-            if context.is_valid:
-                record.trace_id = f"{context.trace_id:032x}"
-                record.span_id = f"{context.span_id:016x}"
+        if not hasattr(record, "trace_id"):
+            ids = _trace_ids()
+            if ids is not None:
+                record.trace_id, record.span_id = ids
         return True
+
+
+def _trace_ids() -> tuple[str, str] | None:
+    """The current span's trace and span ids, if a span is current (tracing on)."""
+    trace = sys.modules.get("opentelemetry.trace")  # never imported while tracing is off
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
 class ListeningFilter(logging.Filter):
@@ -284,6 +293,9 @@ def _finish_request(response: Response) -> Response:
         "remote_addr": handled.remote_addr,
         "request_id": request_id,
     }
+    ids = _trace_ids()
+    if ids is not None:  # what RequestIdFilter adds to a record, in its order
+        fields["trace_id"], fields["span_id"] = ids
     sole = _sole_handler(access_log)
     if sole is not None:
         handler, formatter = sole
@@ -306,13 +318,13 @@ def _sole_handler(logger: logging.Logger) -> tuple[StdoutHandler, JsonLines] | N
     """The one handler an INFO record of ``logger`` would reach (``Logger.callHandlers``: its
     handlers and its parents' while they propagate, those at INFO or below), when it reaches
     just one, ``logger`` filters nothing, and that handler is the JSON lines on stdout
-    :func:`logging_config` sets up, filtering with ``RequestIdFilter`` alone (which adds
-    nothing to the access record while tracing is off). Then the access record's line is
+    :func:`logging_config` sets up, filtering with ``RequestIdFilter`` alone (whose fields the
+    access record carries already). Then the access record's line is
     written to it directly: the same line, without the logging module's generic path (a
     ``LogRecord``, the filters, the formatter's walk over the record's attributes; served,
     that path cost about three times its in-process cost). Any other set-up (another
-    handler, pytest's capture, a record factory or logger class of its own, tracing on) gets
-    the record through the logging module.
+    handler, pytest's capture, a record factory or logger class of its own) gets the record
+    through the logging module.
     """
     if logger.filters or type(logger) is not logging.Logger:
         return None
@@ -333,7 +345,6 @@ def _sole_handler(logger: logging.Logger) -> tuple[StdoutHandler, JsonLines] | N
         type(found) is StdoutHandler
         and type(found.formatter) is JsonLines
         and all(type(each) is RequestIdFilter for each in found.filters)
-        and "opentelemetry.trace" not in sys.modules
     ):
         return found, found.formatter
     return None

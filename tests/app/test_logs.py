@@ -306,6 +306,14 @@ ACCESS_REQUESTS = [
 _CHANGING = re.compile(r'"(timestamp|duration_ms)": ?("[^"]*"|[0-9.e-]+)')
 
 
+def tracing(*, valid: bool) -> SimpleNamespace:
+    """Stands for ``opentelemetry.trace`` (imported: tracing on), its current span's context
+    valid or not (trace id 7, span id 9)."""
+    context = SimpleNamespace(is_valid=valid, trace_id=7, span_id=9)
+    span = SimpleNamespace(get_span_context=lambda: context)
+    return SimpleNamespace(get_current_span=lambda: span)
+
+
 def json_lines(fmt: str | None = None, **options: object) -> JsonLines:
     """The formatter logging_config sets up, with ``options`` of python-json-logger's."""
     spec = logging_config("INFO")["formatters"]["json"]
@@ -321,6 +329,7 @@ def json_lines(fmt: str | None = None, **options: object) -> JsonLines:
         {"static_fields": {"service": "api"}, "defaults": {"env": "test"}},
         {"rename_fields_keep_missing": True, "prefix": "> "},
         {"logProcesses": False},  # logging's switch: the record's process is None
+        {"tracing": True},  # a span current: its ids, as RequestIdFilter adds them
     ],
 )
 def test_the_access_line_written_directly_is_the_records(
@@ -334,6 +343,9 @@ def test_the_access_line_written_directly_is_the_records(
     writes (which a filter on the access logger brings back)."""
     if "logProcesses" in options:
         monkeypatch.setattr(logging, "logProcesses", options.pop("logProcesses"))
+    traced = bool(options.pop("tracing", False))
+    if traced:
+        monkeypatch.setitem(sys.modules, "opentelemetry.trace", tracing(valid=True))
     with logging_as_configured() as access:
         [stdout] = logging.getLogger().handlers
         stdout.setFormatter(json_lines(**options))
@@ -355,6 +367,9 @@ def test_the_access_line_written_directly_is_the_records(
     assert len(ours) == len(ACCESS_REQUESTS)
     assert ours == theirs
     assert "\\u2028" in ours[2]  # escaped: the json formatter's fallback wrote it
+    if traced:
+        ids = [(line["trace_id"], line["span_id"]) for line in map(json.loads, ours)]
+        assert ids == [(f"{7:032x}", f"{9:016x}")] * len(ACCESS_REQUESTS)
 
 
 class Broken(io.StringIO):
@@ -458,14 +473,8 @@ def set_up_logging(name: str, monkeypatch: pytest.MonkeyPatch, access: logging.L
         "a record factory of its own": lambda: monkeypatch.setattr(
             logging, "_logRecordFactory", OwnRecord
         ),
-        "tracing on": lambda: monkeypatch.setitem(
-            sys.modules,
-            "opentelemetry.trace",
-            SimpleNamespace(
-                get_current_span=lambda: SimpleNamespace(
-                    get_span_context=lambda: SimpleNamespace(is_valid=False)
-                )
-            ),
+        "tracing on, no span current": lambda: monkeypatch.setitem(
+            sys.modules, "opentelemetry.trace", tracing(valid=False)
         ),
     }
     changes[name]()
@@ -488,7 +497,7 @@ def set_up_logging(name: str, monkeypatch: pytest.MonkeyPatch, access: logging.L
         ("a formatter that fails", False),
         ("a logger class of its own", False),
         ("a record factory of its own", False),
-        ("tracing on", False),
+        ("tracing on, no span current", True),
     ],
 )
 def test_any_other_logging_set_up_gets_the_access_record(
