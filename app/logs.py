@@ -319,12 +319,11 @@ def _sole_handler(logger: logging.Logger) -> tuple[StdoutHandler, JsonLines] | N
     handlers and its parents' while they propagate, those at INFO or below), when it reaches
     just one, ``logger`` filters nothing, and that handler is the JSON lines on stdout
     :func:`logging_config` sets up, filtering with ``RequestIdFilter`` alone (whose fields the
-    access record carries already). Then the access record's line is
-    written to it directly: the same line, without the logging module's generic path (a
-    ``LogRecord``, the filters, the formatter's walk over the record's attributes; served,
-    that path cost about three times its in-process cost). Any other set-up (another
-    handler, pytest's capture, a record factory or logger class of its own) gets the record
-    through the logging module.
+    access record carries already). Then the access record's line is written to it directly:
+    the same line, without the logging module's generic path (a ``LogRecord``, the filters,
+    the formatter's walk over the record's attributes; served, that path cost about three
+    times its in-process cost). Any other set-up (another handler, pytest's capture, a record
+    factory or logger class of its own) gets the record through the logging module.
     """
     if logger.filters or type(logger) is not logging.Logger:
         return None
