@@ -101,30 +101,9 @@ class JsonLines(OrjsonFormatter):
             "process": os.getpid() if logging.logProcesses else None,
             "message": message,
         }
-        rename = self.rename_fields
         log_data: dict[str, Any] = {}
-        for field, value in self.defaults.items():
-            log_data[rename.get(field, field)] = value
-        for field in self._required_fields:
-            log_data[rename.get(field, field)] = known[field]
-        for key, value in self.static_fields.items():
-            log_data[rename.get(key, key)] = value
-        skip = self._skip_fields
-        for key, value in extra.items():
-            if key not in skip and key[:1] != "_":
-                log_data[rename.get(key, key)] = value
-        self._finish(log_data, time.time())
+        self._assemble(log_data, known, {}, extra, time.time())
         return self.serialize_log_record(self.process_log_record(log_data))
-
-    def _finish(self, log_data: dict[str, Any], created: float) -> None:
-        """The timestamp and the missing renamed fields, as :meth:`add_fields` ends."""
-        if self.timestamp:
-            key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
-            log_data[self.rename_fields.get(key, key)] = datetime.fromtimestamp(created, tz=UTC)
-        if self.rename_fields_keep_missing:
-            for field in self.rename_fields.values():
-                if field not in log_data:
-                    log_data[field] = None
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -132,23 +111,42 @@ class JsonLines(OrjsonFormatter):
         """python-json-logger's, with one call per extra field of the record instead of its
         ``merge_record_extra``'s three (the access record has seven): the same fields, in the
         same order, renamed alike."""
+        fields = record.__dict__
+        self._assemble(log_data, fields, message_dict, fields, record.created)
+
+    def _assemble(
+        self,
+        log_data: dict[str, Any],
+        required: Mapping[str, Any],
+        message_dict: Mapping[str, Any],
+        extra: Mapping[Any, Any],
+        created: float,
+    ) -> None:
+        """A record's fields in python-json-logger's order: the defaults, the required ones
+        (from ``required``), the static ones and ``message_dict``'s, every ``extra`` field
+        neither reserved nor private, the timestamp, and renamed fields that are missing."""
         rename = self.rename_fields
         for field, value in self.defaults.items():
             log_data[rename.get(field, field)] = value
-        fields = record.__dict__
         for field in self._required_fields:
-            log_data[rename.get(field, field)] = fields.get(field)
+            log_data[rename.get(field, field)] = required.get(field)
         for data in (self.static_fields, message_dict):
             for key, value in data.items():
                 log_data[rename.get(key, key)] = value
         skip = self._skip_fields
-        for key, value in fields.items():
+        for key, value in extra.items():
             # Its rule: neither reserved nor private (a string key starting with "_").
             if key not in skip and not (
                 (key.__class__ is str or isinstance(key, str)) and key[:1] == "_"
             ):
                 log_data[rename.get(key, key)] = value
-        self._finish(log_data, record.created)
+        if self.timestamp:
+            key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
+            log_data[rename.get(key, key)] = datetime.fromtimestamp(created, tz=UTC)
+        if self.rename_fields_keep_missing:
+            for field in rename.values():
+                if field not in log_data:
+                    log_data[field] = None
 
     def jsonify_log_record(self, log_data: LogData) -> str:
         try:
