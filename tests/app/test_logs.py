@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import multiprocessing
+import os
 import re
+import select
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
+from multiprocessing.connection import Connection
 from types import SimpleNamespace
 
 import pytest
@@ -21,13 +29,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from app import logs
 from app.gunicorn_logger import GunicornLogger
 from app.logs import (
     REQUEST_ID_HEADER,
     JsonLines,
     ListeningFilter,
+    StdoutHandler,
     configure_logging,
     logging_config,
+    new_request_id,
 )
 from tests.conftest import AppFactory
 from tests.spies import record_calls
@@ -519,3 +530,204 @@ def test_any_other_logging_set_up_gets_the_access_record(
     assert len(handled) == (0 if direct else 1)
     if direct:
         assert [line["path"] for line in access_lines(capsys)] == ["/missing"]
+
+
+def test_generated_request_ids_are_version_4_uuids_and_differ() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for each in ids:
+        parsed = uuid.UUID(hex=each)
+        assert (parsed.hex, parsed.version, parsed.variant) == (each, 4, uuid.RFC_4122)
+
+
+def _id_of_a_forked_child(connection: Connection) -> None:
+    connection.send(new_request_id())
+
+
+def test_forked_workers_draw_different_request_ids() -> None:
+    """gunicorn forks its workers from the master that built the app: each draws its own ids
+    (random reseeds in every forked child), not the same sequence."""
+    fork = multiprocessing.get_context("fork")
+    drawn = []
+    for _ in range(2):
+        ours, theirs = fork.Pipe()
+        child = fork.Process(target=_id_of_a_forked_child, args=(theirs,))
+        child.start()
+        drawn.append(ours.recv())
+        child.join()
+    assert drawn[0] != drawn[1]
+
+
+class CountingLock:
+    """A handler's lock that counts its acquisitions."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self) -> None:
+        self.acquired += 1
+
+    def release(self) -> None:
+        pass
+
+
+@contextmanager
+def stdout_on_a_pipe(
+    monkeypatch: pytest.MonkeyPatch, encoding: str = "utf-8"
+) -> Iterator[tuple[StdoutHandler, CountingLock, Callable[[], bytes]]]:
+    """sys.stdout a text file over a pipe's write end, as a gunicorn worker's is; a
+    StdoutHandler with a counting lock, and a function that returns what the pipe holds."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    stream = os.fdopen(write_end, "w", encoding=encoding)
+    monkeypatch.setattr(sys, "stdout", stream)
+    handler = StdoutHandler()
+    lock = CountingLock()
+    handler.lock = lock  # type: ignore[assignment]
+
+    def written() -> bytes:
+        try:
+            return os.read(read_end, 1 << 20)
+        except BlockingIOError:
+            return b""
+
+    try:
+        yield handler, lock, written
+    finally:
+        monkeypatch.undo()
+        stream.close()
+        os.close(read_end)
+
+
+def test_a_short_ascii_line_goes_to_the_descriptor_without_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with stdout_on_a_pipe(monkeypatch) as (handler, lock, written):
+        assert handler.write('{"message": "request"}')
+        assert handler.write('{"message": "again"}')
+        assert written() == b'{"message": "request"}\n{"message": "again"}\n'
+        assert lock.acquired == 0
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x" * select.PIPE_BUF,  # with its newline, past what the kernel writes whole
+        '{"path": "/caf\u00e9"}',  # not ASCII: the stream encodes it
+    ],
+)
+def test_any_other_line_goes_through_the_stream_under_the_lock(
+    monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    with stdout_on_a_pipe(monkeypatch) as (handler, lock, written):
+        assert handler.write(line)
+        assert written() == (line + "\n").encode()
+        assert lock.acquired
+
+
+def test_a_stream_in_another_encoding_takes_lines_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    with stdout_on_a_pipe(monkeypatch, encoding="utf-16") as (handler, lock, written):
+        assert handler.write("{}")
+        assert written().decode("utf-16") == "{}\n"
+        assert lock.acquired
+
+
+def test_lines_follow_a_swapped_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
+    with stdout_on_a_pipe(monkeypatch) as (handler, _lock, first):
+        assert handler.write("one")
+        with stdout_on_a_pipe(monkeypatch) as (_other, _lock2, second):
+            assert handler.write("two")
+            assert second() == b"two\n"
+        assert first() == b"one\n"
+
+
+def test_a_line_the_pipe_refuses_is_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is gone (EPIPE): False, and the caller takes the record's path, which
+    reports it."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert not StdoutHandler().write("{}")
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(BrokenPipeError):
+            stream.close()
+
+
+def test_a_line_cut_short_is_finished(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """os.write wrote part of the line (a signal, a full disk): the rest follows; if the rest
+    fails, logging reports it, and the line is not written again."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def three_bytes_at_a_time(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        return real_write(fd, data[:3])
+
+    with stdout_on_a_pipe(monkeypatch) as (handler, _lock, written):
+        monkeypatch.setattr(logs.os, "write", three_bytes_at_a_time)
+        assert handler.write("abcdefg")
+        assert written() == b"abcdefg\n"
+        assert calls == [8, 5, 2]
+
+        def first_part_only(fd: int, data: bytes) -> int:
+            if len(data) < len("hijklmn\n"):
+                raise OSError("no space left on device")
+            return real_write(fd, data[:3])
+
+        monkeypatch.setattr(logs.os, "write", first_part_only)
+        assert handler.write("hijklmn")
+        assert written() == b"hij"
+    assert "OSError: no space left on device" in capsys.readouterr().err
+
+
+def test_lines_written_at_once_from_many_threads_stay_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight threads released together, each writing lines of a size of its own into one
+    pipe: every line arrives whole (the kernel writes each os.write whole)."""
+    threads, lines = 8, 200
+    with stdout_on_a_pipe(monkeypatch) as (handler, _lock, written):
+        os.set_blocking(sys.stdout.fileno(), True)
+        received = bytearray()
+        done = threading.Event()
+
+        def drain() -> None:
+            while True:
+                finished = done.is_set()  # before the read: every line is in the pipe by then
+                chunk = written()
+                if chunk:
+                    received.extend(chunk)
+                elif finished:
+                    return
+                else:
+                    time.sleep(0.001)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        barrier = threading.Barrier(threads)
+
+        def write(number: int) -> None:
+            barrier.wait()
+            for each in range(lines):
+                assert handler.write(f"{number}:{each}:" + "x" * (number * 450))
+
+        workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        done.set()
+        reader.join()
+    got = received.decode().splitlines()
+    assert len(got) == threads * lines
+    for line in got:
+        number, _each, filler = line.split(":")
+        assert filler == "x" * (int(number) * 450)
+    assert sorted(got) == sorted(
+        f"{n}:{e}:" + "x" * (n * 450) for n in range(threads) for e in range(lines)
+    )
