@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flask
 import flask.app
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from flask.sessions import NullSession
 
 from app.factory import PowerstripFlask
@@ -68,3 +69,68 @@ def test_no_cookie_session_is_read_or_written(app: Flask) -> None:
     answer = client.get("/test-session")
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert "Set-Cookie" not in answer.headers
+
+
+def test_the_hosts_own_hooks_are_fused(app: Flask) -> None:
+    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        [fused] = hooks[None]
+        assert len(fused.hooks) > 1  # type: ignore[attr-defined]
+
+
+def _hooked(app: Flask, fuse: bool) -> list[str]:
+    """Three hooks of each kind, a route, the request's events (what ran, in order), then a
+    fourth hook of each kind registered after fusing (``fuse``)."""
+    events: list[str] = []
+
+    def before(name: str) -> Callable[[], Any]:
+        def hook() -> Any:
+            events.append(name)
+            return "answered early" if flask.request.args.get("answer") == name else None
+
+        return hook
+
+    def after(name: str) -> Callable[[Response], Response]:
+        def hook(response: Response) -> Response:
+            events.append(name)
+            if flask.request.args.get("fail") == name:
+                raise RuntimeError(name)
+            response.headers.add("X-Order", name)
+            return response
+
+        return hook
+
+    def teardown(name: str) -> Callable[[BaseException | None], None]:
+        def hook(error: BaseException | None) -> None:
+            events.append(f"{name}:{type(error).__name__}")
+
+        return hook
+
+    @app.get("/hooked")
+    def view() -> str:
+        events.append("view")
+        return "ok"
+
+    for n in (1, 2, 3):
+        app.before_request(before(f"b{n}"))
+        app.after_request(after(f"a{n}"))
+        app.teardown_request(teardown(f"t{n}"))
+    if fuse:
+        assert isinstance(app, PowerstripFlask)
+        app.fuse_request_hooks()
+    app.before_request(before("b4"))
+    app.after_request(after("a4"))
+    app.teardown_request(teardown("t4"))
+    return events
+
+
+@pytest.mark.parametrize("query", ["", "answer=b2", "answer=b4", "fail=a2"])
+def test_fused_hooks_run_as_flasks_own(query: str) -> None:
+    """The same requests on Flask and on PowerstripFlask with its hooks fused: the same
+    hooks run in the same order, with the same answer."""
+    seen = []
+    for app, fuse in ((Flask("plain"), False), (PowerstripFlask("fused"), True)):
+        events = _hooked(app, fuse)
+        answer = app.test_client().get(f"/hooked?{query}")
+        seen.append((events, answer.status_code, answer.headers.getlist("X-Order")))
+    assert seen[0] == seen[1]
+    assert seen[0][0][0] == "b1"  # and the hooks ran at all
