@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
-from app.security import API_CSP
+from app.security import API_CSP, SECURITY_HEADERS
 from tests.conftest import AppFactory
 
 ORIGIN = "https://app.example.com"
 
 
-def test_security_headers_on_api_and_error_responses(client: FlaskClient) -> None:
-    for response in (client.get("/api/probe/items"), client.get("/missing")):
-        assert response.headers["X-Content-Type-Options"] == "nosniff"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
-        assert response.headers["X-Frame-Options"] == "DENY"
+def test_security_headers_on_api_and_error_responses(app: Flask) -> None:
+    @app.get("/test-fails")
+    def fails() -> str:
+        raise RuntimeError("a bug")
+
+    client = app.test_client()
+    answers = [client.get("/api/probe/items"), client.get("/missing"), client.get("/test-fails")]
+    assert [answer.status_code for answer in answers] == [200, 404, 500]
+    for response in answers:
+        for name, value in SECURITY_HEADERS:
+            assert response.headers.getlist(name) == [value]
         assert response.headers["Content-Security-Policy"] == API_CSP
+
+
+def test_a_security_header_an_answer_sets_is_kept(app: Flask) -> None:
+    """Whatever the case of its name; the others are still added."""
+
+    @app.get("/test-framed")
+    def framed() -> Response:
+        answer = Response("ok")
+        answer.headers["x-frame-options"] = "SAMEORIGIN"
+        return answer
+
+    response = app.test_client().get("/test-framed")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_no_cors_by_default(client: FlaskClient) -> None:
