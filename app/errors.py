@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
 import sqlalchemy.exc
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, json, request
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app import logs
 from powerstrip.conditional import STALE
 from powerstrip.http import REQUEST_ID_HEADER
 from powerstrip.problems import Errors, Problem
@@ -131,7 +131,7 @@ def problem_response(
         "status": status,
         "detail": detail or HTTPStatus(status).description,
         "instance": request.path,
-        "request_id": g.get("request_id", ""),
+        "request_id": logs.request_id(request.environ),
     }
     if errors:
         listed = itertools.islice(errors.items(), MAX_LISTED_ERRORS)
@@ -272,7 +272,7 @@ class LastResort:
         except Exception:
             if started:
                 raise
-            request_id = uuid.uuid4().hex
+            request_id = logs.request_id(environ)  # the one its log lines carry
             log.exception(
                 "unhandled exception outside the app",
                 extra={"path": environ.get("PATH_INFO", ""), "request_id": request_id},

@@ -16,16 +16,19 @@ import re
 import select
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, has_request_context, request
 from pythonjsonlogger.core import RESERVED_ATTRS, LogData
 from pythonjsonlogger.json import JsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from powerstrip.http import REQUEST_ID_HEADER, current_request, environ_key
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -218,8 +221,8 @@ class RequestIdFilter(logging.Filter):
     trace and span ids while a span is current (tracing on: app.tracing)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id") and has_request_context() and "request_id" in g:
-            record.request_id = g.request_id
+        if not hasattr(record, "request_id") and has_request_context():
+            record.request_id = request_id(request.environ)
         if not hasattr(record, "trace_id"):
             ids = _trace_ids()
             if ids is not None:
@@ -317,10 +320,50 @@ def configure_logging(level: str) -> None:
 
 
 _REQUEST_ID_KEY = environ_key(REQUEST_ID_HEADER)
+REQUEST_ID_ENVIRON = "powerstrip.request_id"  # the request's id, in its WSGI environ
+_STARTED_ENVIRON = "powerstrip.request_started"  # time.perf_counter() when it came in
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
 
 
-def _request_id_from_header() -> str:
-    candidate: str = request.environ.get(_REQUEST_ID_KEY, "")
+class RequestIds:
+    """WSGI middleware: a request's id in its environ (:func:`request_id`) from the moment it
+    comes in, and on its answer as ``X-Request-ID`` (in place of one the app set).
+
+    The id is the caller's ``X-Request-ID`` when well formed (1-128 letters, digits and
+    ``._:-``, starting with a letter or digit), else a new one. On the header list the app
+    hands the server rather than on the Flask response: werkzeug would validate the header
+    and copy it once more (about 20 function calls a request).
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self._wsgi_app = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[_STARTED_ENVIRON] = time.perf_counter()
+        own = environ[REQUEST_ID_ENVIRON] = _request_id_from_header(environ)
+
+        def with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            names = [name.lower() for name, _ in headers]
+            if _REQUEST_ID_NAME in names:
+                kept = zip(headers, names, strict=True)
+                headers[:] = [header for header, name in kept if name != _REQUEST_ID_NAME]
+            headers.append((REQUEST_ID_HEADER, own))
+            return start_response(status, headers, exc_info)
+
+        return self._wsgi_app(environ, with_id)
+
+
+def request_id(environ: WSGIEnvironment) -> str:
+    """The id of the request of ``environ`` (:class:`RequestIds`). A request that came in
+    some other way (a test's request context) is given one on first asking."""
+    found: str | None = environ.get(REQUEST_ID_ENVIRON)
+    if found is None:
+        found = environ[REQUEST_ID_ENVIRON] = _request_id_from_header(environ)
+    return found
+
+
+def _request_id_from_header(environ: WSGIEnvironment) -> str:
+    candidate: str = environ.get(_REQUEST_ID_KEY, "")
     if _REQUEST_ID_PATTERN.fullmatch(candidate):
         return candidate
     return new_request_id()
@@ -344,18 +387,12 @@ _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _start_request() -> None:
-    g.request_started = time.perf_counter()
-    g.request_id = _request_id_from_header()
-
-
 def _finish_request(response: Response) -> Response:
-    request_id = g.get("request_id") or _request_id_from_header()
-    response.headers[REQUEST_ID_HEADER] = request_id
     if not access_log.isEnabledFor(logging.INFO):
         return response
-    started = g.get("request_started", time.perf_counter())
     handled = current_request()
+    environ = handled.environ
+    started = environ.get(_STARTED_ENVIRON) or time.perf_counter()
     rule = handled.url_rule
     fields = {
         "method": handled.method,
@@ -364,7 +401,7 @@ def _finish_request(response: Response) -> Response:
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         "remote_addr": handled.remote_addr,
-        "request_id": request_id,
+        "request_id": request_id(environ),
     }
     ids = _trace_ids()
     if ids is not None:  # what RequestIdFilter adds to a record, in its order
@@ -426,10 +463,11 @@ _FINISH, _FINISH_LINE = _finish_request.__name__, _finish_request.__code__.co_fi
 
 
 def init_app(app: Flask) -> None:
-    """Give every request an id and write one access record for it.
+    """Give every request an id (:class:`RequestIds`) and write one access record for it.
 
-    Call this before any other extension registers request hooks, so the id exists before
-    they run (their errors carry it too).
+    Call this before any other extension registers request hooks: the access record then
+    follows every other after-request hook (Flask calls them last registered first), and so
+    shows the status they leave.
     """
-    app.before_request(_start_request)
+    app.wsgi_app = RequestIds(app.wsgi_app)  # type: ignore[method-assign]
     app.after_request(_finish_request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from app.errors import (
     LastResort,
     flatten_messages,
 )
+from app.logs import REQUEST_ID_ENVIRON, RequestIds
 from tests.conftest import AppFactory
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
@@ -232,19 +234,34 @@ def _crashing_after_start(environ: Any, start_response: Any) -> Any:
 
 def test_an_exception_outside_the_app_is_a_problem_500(caplog: pytest.LogCaptureFixture) -> None:
     client = Client(LastResort(_crashing_middleware))
-    response = client.get("/api/x", headers={"X-Request-ID": "ignored-here"})
+    response = client.get("/api/x", headers={"X-Request-ID": "the-callers"})
     assert response.status_code == 500
     assert response.mimetype == PROBLEM_CONTENT_TYPE
     body = response.get_json()
     assert body["status"] == 500
     assert body["instance"] == "/api/x"
     assert "secret" not in response.get_data(as_text=True)
-    assert response.headers["X-Request-ID"] == body["request_id"]
+    assert response.headers["X-Request-ID"] == body["request_id"] == "the-callers"
     (record,) = [
         r for r in caplog.records if r.getMessage() == "unhandled exception outside the app"
     ]
     assert record.request_id == body["request_id"]  # type: ignore[attr-defined]
     assert record.exc_info is not None
+
+
+def test_the_last_resort_answers_with_the_id_the_request_was_given() -> None:
+    """The id RequestIds gave the request (in its log lines so far), not another."""
+    ids: list[str] = []
+
+    def crashing(environ: Any, start_response: Any) -> Any:
+        ids.append(environ[REQUEST_ID_ENVIRON])
+        raise RuntimeError("a bug")
+
+    response = Client(LastResort(RequestIds(crashing))).get("/", headers={"X-Request-ID": "\x01"})
+    assert response.status_code == 500
+    assert response.headers.getlist("X-Request-ID") == ids
+    assert response.get_json()["request_id"] == ids[0]
+    assert re.fullmatch(r"[0-9a-f]{32}", ids[0])  # the malformed one replaced
 
 
 def test_an_exception_after_the_response_started_is_raised() -> None:

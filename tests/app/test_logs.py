@@ -21,7 +21,9 @@ from enum import StrEnum
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
 
+import flask
 import pytest
+from flask import Flask, Response
 from flask.testing import FlaskClient
 from gunicorn.config import Config
 from gunicorn.instrument.statsd import Statsd
@@ -39,6 +41,7 @@ from app.logs import (
     configure_logging,
     logging_config,
     new_request_id,
+    request_id,
 )
 from tests.conftest import AppFactory
 from tests.spies import record_calls
@@ -731,3 +734,24 @@ def test_lines_written_at_once_from_many_threads_stay_whole(
     assert sorted(got) == sorted(
         f"{n}:{e}:" + "x" * (n * 450) for n in range(threads) for e in range(lines)
     )
+
+
+def test_an_id_the_app_set_is_replaced_by_the_requests(app: Flask) -> None:
+    @app.get("/test-own-id")
+    def own_id() -> Response:
+        answer = Response("ok")
+        answer.headers["x-request-id"] = "the-views"
+        answer.headers["X-Other"] = "kept"
+        return answer
+
+    response = app.test_client().get("/test-own-id", headers={REQUEST_ID_HEADER: "the-callers"})
+    assert response.headers.getlist(REQUEST_ID_HEADER) == ["the-callers"]
+    assert response.headers["X-Other"] == "kept"
+
+
+def test_a_request_that_came_in_another_way_is_given_an_id_once(app: Flask) -> None:
+    """A test's request context, say, which the WSGI middleware never saw."""
+    with app.test_request_context("/"):
+        first = request_id(flask.request.environ)
+        assert re.fullmatch(r"[0-9a-f]{32}", first)
+        assert request_id(flask.request.environ) == first
