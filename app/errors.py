@@ -256,8 +256,10 @@ class LastResort:
     response started cannot change it: it is re-raised for the server to drop the connection.
     """
 
-    def __init__(self, wsgi_app: WSGIApplication) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """``headers``: added to its 500 (the security headers every answer carries)."""
         self._wsgi_app = wsgi_app
+        self._headers = list(headers)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = False
@@ -293,6 +295,7 @@ class LastResort:
                     ("Content-Type", PROBLEM_CONTENT_TYPE),
                     ("Content-Length", str(len(body))),
                     (REQUEST_ID_HEADER, request_id),
+                    *self._headers,
                 ],
             )
             return [body]

@@ -173,7 +173,9 @@ def create_app(
     extras = _Extras(tuple(modules), tuple(authenticators), span_exporter)
     app = _build(overrides, extras, excluded={})
     # Outermost: an exception a middleware (or an error handler) lets out is a problem too.
-    app.wsgi_app = errors.LastResort(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = errors.LastResort(  # type: ignore[method-assign]
+        app.wsgi_app, headers=security.SECURITY_HEADERS
+    )
     return app
 
 
@@ -248,7 +250,7 @@ def _build(overrides: Mapping[str, Any] | None, extras: _Extras, excluded: dict[
             log.error("plugin skipped", extra={"plugin": record.name, "reason": record.reason})
 
     # Host hooks come after FlaskInjector, which would otherwise wrap each in injection.
-    logs.init_app(app)  # first hook: the request id exists before any other hook runs
+    logs.init_app(app)  # first: the access record's hook runs after every other one
     traced = _observe(app, database, owners, records, measured, extras.span_exporter)
     hosts.init_app(app, host_config)  # a refused Host is measured and logged; nothing else runs
     errors.init_app(app)

@@ -69,9 +69,13 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
         ``PIPE_BUF`` bytes (4 KiB on Linux) is written with one ``os.write``, without the
         handler's lock: the kernel writes it whole, as it writes every worker's lines into
         the one pipe they share. Served, the lock cost about as much as the write (threads
-        queueing on it while its holder waits on the write). The stream's own buffer stays
-        empty, since every record's emit flushes it. Any other line, and any other stream,
-        goes through the stream's write and flush under the lock.
+        queueing on it while its holder waits on the write). Any other line, and any other
+        stream, goes through the stream's write and flush under the lock.
+
+        What that gives up: a record longer than ``PIPE_BUF`` (a traceback), written while the
+        pipe is full, may be split by the kernel around a short line of another thread, as it
+        may already be around another worker's lines; and text printed without a flush (the
+        stream's buffer, which every record's emit flushes) appears after lines written since.
         """
         fd = self._fd_of(sys.stdout)
         text = line + self.terminator
@@ -83,10 +87,13 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
                 return False
             while written < len(data):  # a signal cut it short, or the disk filled up
                 try:
-                    written += os.write(fd, data[written:])
+                    more = os.write(fd, data[written:])
+                    if not more:
+                        raise OSError("stdout took none of the line")
                 except OSError:
                     self.handleError(logging.makeLogRecord({"msg": line}))
                     break
+                written += more
             return True
         self.acquire()
         try:
@@ -105,7 +112,7 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
     def _fd_of(self, stream: TextIO) -> int | None:
         """``stream``'s file descriptor, if :meth:`write` may write a line to it directly."""
         known = self._direct
-        if known is not None and known[0] is stream:
+        if known is not None and known[0] is stream and not stream.closed:
             return known[1]
         fd = None
         if type(stream) is io.TextIOWrapper and _ascii_compatible(stream.encoding):
@@ -222,7 +229,9 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id") and has_request_context():
-            record.request_id = request_id(request.environ)
+            found = request.environ.get(REQUEST_ID_ENVIRON)
+            if found is not None:  # None: a request context RequestIds never saw
+                record.request_id = found
         if not hasattr(record, "trace_id"):
             ids = _trace_ids()
             if ids is not None:
@@ -340,7 +349,7 @@ class RequestIds:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[_STARTED_ENVIRON] = time.perf_counter()
-        own = environ[REQUEST_ID_ENVIRON] = _request_id_from_header(environ)
+        own = request_id(environ)
 
         def with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             names = [name.lower() for name, _ in headers]
@@ -372,14 +381,20 @@ def _request_id_from_header(environ: WSGIEnvironment) -> str:
 def new_request_id() -> str:
     """A random version 4 UUID's 32 hex digits, as ``uuid.uuid4().hex`` writes them.
 
-    From :mod:`random` rather than ``os.urandom``: a request id correlates log lines and
-    answers, and guards nothing. ``os.urandom`` is a system call that lets the worker's other
-    threads take the interpreter meanwhile, and on every request that handover cost about
-    20 µs of CPU, served. :mod:`random` reseeds itself from the system in every forked
+    From a :class:`random.Random` rather than ``os.urandom``: a request id correlates log
+    lines and answers, and guards nothing. ``os.urandom`` is a system call that lets the
+    worker's other threads take the interpreter meanwhile, and on every request that handover
+    cost about 20 µs of CPU, served. The generator is reseeded from the system in every forked
     process (each gunicorn worker), so workers draw different ids.
     """
-    bits = random.getrandbits(128)  # nosec B311
+    bits = _IDS.getrandbits(128)  # nosec B311
     return f"{bits & _UUID_CLEAR | _UUID_VERSION_4:032x}"
+
+
+# The request ids' own generator: one the program (or Hypothesis) seeds for its own ends,
+# random's, would repeat them. Seeded from the system here and again in every forked child.
+_IDS = random.Random()  # noqa: S311 # nosec B311
+os.register_at_fork(after_in_child=_IDS.seed)
 
 
 # A version 4 UUID's fixed bits: its version (4) and its variant (RFC 9562: 0b10).

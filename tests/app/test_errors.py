@@ -21,6 +21,7 @@ from app.errors import (
     flatten_messages,
 )
 from app.logs import REQUEST_ID_ENVIRON, RequestIds
+from app.security import SECURITY_HEADERS
 from tests.conftest import AppFactory
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
@@ -262,6 +263,21 @@ def test_the_last_resort_answers_with_the_id_the_request_was_given() -> None:
     assert response.headers.getlist("X-Request-ID") == ids
     assert response.get_json()["request_id"] == ids[0]
     assert re.fullmatch(r"[0-9a-f]{32}", ids[0])  # the malformed one replaced
+
+
+def test_the_last_resort_answer_carries_the_security_headers(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(environ: Any, start_response: Any) -> Any:
+        raise RuntimeError("a middleware's bug")
+
+    # Inside the last resort, where a middleware of the app would be.
+    monkeypatch.setattr(app.wsgi_app, "_wsgi_app", crash)
+    response = app.test_client().get("/", headers={"X-Request-ID": "crashed"})
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "crashed"
+    for name, value in SECURITY_HEADERS:
+        assert response.headers.getlist(name) == [value]
 
 
 def test_an_exception_after_the_response_started_is_raised() -> None:

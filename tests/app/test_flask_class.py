@@ -85,6 +85,8 @@ def _hooked(app: Flask, fuse: bool) -> list[str]:
     def before(name: str) -> Callable[[], Any]:
         def hook() -> Any:
             events.append(name)
+            if flask.request.args.get("fail") == name:
+                raise RuntimeError(name)
             return "answered early" if flask.request.args.get("answer") == name else None
 
         return hook
@@ -105,11 +107,18 @@ def _hooked(app: Flask, fuse: bool) -> list[str]:
 
         return hook
 
-    @app.get("/hooked")
+    # The route in a blueprint with hooks of its own, which fusing leaves to Flask.
+    blueprint = flask.Blueprint("hooked", __name__)
+
+    @blueprint.get("/hooked")
     def view() -> str:
         events.append("view")
         return "ok"
 
+    blueprint.before_request(before("blueprint-before"))
+    blueprint.after_request(after("blueprint-after"))
+    blueprint.teardown_request(teardown("blueprint-teardown"))
+    app.register_blueprint(blueprint)
     for n in (1, 2, 3):
         app.before_request(before(f"b{n}"))
         app.after_request(after(f"a{n}"))
@@ -123,7 +132,9 @@ def _hooked(app: Flask, fuse: bool) -> list[str]:
     return events
 
 
-@pytest.mark.parametrize("query", ["", "answer=b2", "answer=b4", "fail=a2"])
+@pytest.mark.parametrize(
+    "query", ["", "answer=b2", "answer=b4", "fail=b2", "fail=a2", "answer=blueprint-before"]
+)
 def test_fused_hooks_run_as_flasks_own(query: str) -> None:
     """The same requests on Flask and on PowerstripFlask with its hooks fused: the same
     hooks run in the same order, with the same answer."""

@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing
 import os
+import random
 import re
 import select
 import sys
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import SimpleNamespace
 
 import flask
@@ -37,6 +39,7 @@ from app.logs import (
     REQUEST_ID_HEADER,
     JsonLines,
     ListeningFilter,
+    RequestIdFilter,
     StdoutHandler,
     configure_logging,
     logging_config,
@@ -543,10 +546,22 @@ def test_generated_request_ids_are_version_4_uuids_and_differ() -> None:
         assert (parsed.hex, parsed.version, parsed.variant) == (each, 4, uuid.RFC_4122)
 
 
+def test_request_ids_do_not_follow_randoms_seed() -> None:
+    """A program (or a test library: Hypothesis) seeding ``random`` does not repeat ids."""
+    drawn = []
+    for _ in range(2):
+        random.seed(0)
+        drawn.append(new_request_id())
+    assert drawn[0] != drawn[1]
+
+
 def _id_of_a_forked_child(connection: Connection) -> None:
     connection.send(new_request_id())
 
 
+# Python 3.12 warns of a fork in a process with threads (earlier tests may leave some): the
+# child here only draws an id and sends it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_workers_draw_different_request_ids() -> None:
     """gunicorn forks its workers from the master that built the app: each draws its own ids
     (random reseeds in every forked child), not the same sequence."""
@@ -755,3 +770,38 @@ def test_a_request_that_came_in_another_way_is_given_an_id_once(app: Flask) -> N
         first = request_id(flask.request.environ)
         assert re.fullmatch(r"[0-9a-f]{32}", first)
         assert request_id(flask.request.environ) == first
+
+
+def test_a_closed_stdout_is_not_written_through_its_old_descriptor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The descriptor a closed stream had may belong to another file by now."""
+    with stdout_on_a_pipe(monkeypatch) as (handler, _lock, written):
+        assert handler.write("open")
+        assert written() == b"open\n"
+        old = sys.stdout.fileno()
+        sys.stdout.close()
+        other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)  # the lowest free: old
+        try:
+            assert other == old
+            assert not handler.write("closed")  # the record's path then reports it
+        finally:
+            os.close(other)
+    assert (tmp_path / "other").read_bytes() == b""
+
+
+def test_a_descriptor_that_takes_nothing_is_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with stdout_on_a_pipe(monkeypatch) as (handler, _lock, _written):
+        real_write = os.write
+        monkeypatch.setattr(logs.os, "write", lambda fd, data: real_write(fd, data[:2]) * 0)
+        assert handler.write("abc")  # began: reported, not written again
+    assert "OSError: stdout took none of the line" in capsys.readouterr().err
+
+
+def test_a_request_context_the_middleware_never_saw_logs_no_request_id(app: Flask) -> None:
+    with app.test_request_context("/"):
+        record = logging.makeLogRecord({"msg": "inside"})
+        assert RequestIdFilter().filter(record)
+        assert not hasattr(record, "request_id")
