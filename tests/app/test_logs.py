@@ -564,15 +564,21 @@ def _id_of_a_forked_child(connection: Connection) -> None:
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_workers_draw_different_request_ids() -> None:
     """gunicorn forks its workers from the master that built the app: each draws its own ids
-    (random reseeds in every forked child), not the same sequence."""
+    (the generator is reseeded in every forked child), not the same sequence."""
     fork = multiprocessing.get_context("fork")
     drawn = []
     for _ in range(2):
         ours, theirs = fork.Pipe()
         child = fork.Process(target=_id_of_a_forked_child, args=(theirs,))
         child.start()
-        drawn.append(ours.recv())
-        child.join()
+        try:
+            assert ours.poll(30), "the child sent no id within 30 s"
+            drawn.append(ours.recv())
+        finally:
+            child.join(30)
+            if child.is_alive():  # never left behind
+                child.kill()
+                child.join()
     assert drawn[0] != drawn[1]
 
 
