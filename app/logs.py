@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 access_log = logging.getLogger("app.access")
-# The fields a JSON line can hold without a log record (JsonLines.line).
-_RECORD_FREE_FIELDS = frozenset({"levelname", "name", "process", "message"})
+# The fields a JSON line can hold without a log record (JsonLines.line), in the order line()
+# passes their values.
+_RECORD_FREE_ORDER = ("levelname", "name", "process", "message")
+_RECORD_FREE_FIELDS = frozenset(_RECORD_FREE_ORDER)
+# A line's layout (JsonLines._layout): (field, index of its value) pairs, and the constants.
+_Layout = tuple[tuple[tuple[str, int], ...], tuple[Any, ...]]
+_LAYOUTS = 64
 
 
 class StdoutHandler(logging.StreamHandler[TextIO]):
@@ -154,6 +159,7 @@ class JsonLines(OrjsonFormatter):
         self._record_free = set(self._required_fields) <= _RECORD_FREE_FIELDS and set(
             RESERVED_ATTRS
         ) <= set(self._skip_fields)
+        self._layouts: dict[tuple[Any, ...], _Layout] = {}  # line()'s, by extra keys
 
     def line(self, logger: str, message: str, extra: Mapping[str, Any]) -> str | None:
         """The line :meth:`format` writes for an INFO record of ``logger`` with ``message`` and
@@ -162,15 +168,49 @@ class JsonLines(OrjsonFormatter):
         message."""
         if not self._record_free:
             return None
-        known = {
-            "levelname": logging.getLevelName(logging.INFO),
-            "name": logger,
-            "process": os.getpid() if logging.logProcesses else None,
-            "message": message,
-        }
-        log_data: dict[str, Any] = {}
-        self._assemble(log_data, known, {}, extra, time.time())
+        keys = tuple(extra)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            layout = self._layout(keys)
+        slots, constants = layout
+        values = (
+            logging.getLevelName(logging.INFO),  # _RECORD_FREE_FIELDS' order
+            logger,
+            os.getpid() if logging.logProcesses else None,
+            message,
+            *extra.values(),
+            datetime.fromtimestamp(time.time(), tz=UTC) if self.timestamp else None,
+            *constants,
+        )
+        log_data = {key: values[index] for key, index in slots}
         return self.serialize_log_record(self.process_log_record(log_data))
+
+    def _layout(self, keys: tuple[Any, ...]) -> _Layout:
+        """Where each field of :meth:`line`'s output comes from when the extra fields are
+        named ``keys``, in order: :meth:`_assemble` run once on stand-ins for the values, so the
+        output is its own by construction. Each slot is a field's name and its index among
+        the level's name, the logger, the process, the message, the extra fields' values, the
+        timestamp, and then the constants (defaults, static fields, fields kept missing).
+        Worked out from the formatter's settings on first use; kept for up to ``_LAYOUTS``
+        sets of keys (the access record has two: with a span's ids and without)."""
+        stand_ins = [object() for _ in range(len(_RECORD_FREE_ORDER) + len(keys) + 1)]
+        known = dict(zip(_RECORD_FREE_ORDER, stand_ins, strict=False))
+        extra = dict(zip(keys, stand_ins[len(_RECORD_FREE_ORDER) :], strict=False))
+        log_data: dict[str, Any] = {}
+        self._assemble(log_data, known, {}, extra, stand_ins[-1])
+        where = {id(stand_in): index for index, stand_in in enumerate(stand_ins)}
+        slots: list[tuple[str, int]] = []
+        constants: list[Any] = []
+        for key, value in log_data.items():
+            index = where.get(id(value))
+            if index is None:  # not a stand-in: the same value on every line
+                index = len(stand_ins) + len(constants)
+                constants.append(value)
+            slots.append((key, index))
+        layout = (tuple(slots), tuple(constants))
+        if len(self._layouts) < _LAYOUTS:
+            self._layouts[keys] = layout
+        return layout
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -179,7 +219,8 @@ class JsonLines(OrjsonFormatter):
         ``merge_record_extra``'s three (the access record has seven): the same fields, in the
         same order, renamed alike."""
         fields = record.__dict__
-        self._assemble(log_data, fields, message_dict, fields, record.created)
+        stamp = datetime.fromtimestamp(record.created, tz=UTC) if self.timestamp else None
+        self._assemble(log_data, fields, message_dict, fields, stamp)
 
     def _assemble(
         self,
@@ -187,11 +228,12 @@ class JsonLines(OrjsonFormatter):
         required: Mapping[str, Any],
         message_dict: Mapping[str, Any],
         extra: Mapping[Any, Any],
-        created: float,
+        stamp: Any,
     ) -> None:
         """A record's fields in python-json-logger's order: the defaults, the required ones
         (from ``required``), the static ones and ``message_dict``'s, every ``extra`` field
-        neither reserved nor private, the timestamp, and renamed fields that are missing."""
+        neither reserved nor private, the timestamp (``stamp``), and renamed fields that are
+        missing."""
         rename = self.rename_fields
         for field, value in self.defaults.items():
             log_data[rename.get(field, field)] = value
@@ -209,7 +251,7 @@ class JsonLines(OrjsonFormatter):
                 log_data[rename.get(key, key)] = value
         if self.timestamp:
             key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
-            log_data[rename.get(key, key)] = datetime.fromtimestamp(created, tz=UTC)
+            log_data[rename.get(key, key)] = stamp
         if self.rename_fields_keep_missing:
             for field in rename.values():
                 if field not in log_data:

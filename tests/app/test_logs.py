@@ -811,3 +811,28 @@ def test_a_request_context_the_middleware_never_saw_logs_no_request_id(app: Flas
         record = logging.makeLogRecord({"msg": "inside"})
         assert RequestIdFilter().filter(record)
         assert not hasattr(record, "request_id")
+
+
+def test_lines_of_other_fields_are_laid_out_as_records_are() -> None:
+    """One formatter, lines of different extra fields in turn (each laid out on first use):
+    each the line its record would be."""
+    formatter = json_lines(
+        static_fields={"service": "api"}, defaults={"env": "test"}, rename_fields_keep_missing=True
+    )
+    extras: list[dict[str, object]] = [
+        {"method": "GET", "status": 200},
+        {"status": 404, "_private": "left out", "route": None},
+        {"method": "POST", "status": 201},
+        {},
+    ]
+    for extra in extras:
+        record = logging.makeLogRecord(
+            {"name": "app.access", "levelno": logging.INFO, "levelname": "INFO", "msg": "request"}
+            | extra
+        )
+        line = formatter.line("app.access", "request", extra)
+        assert line is not None
+        assert _CHANGING.sub(r'"\1": 0', line) == _CHANGING.sub(
+            r'"\1": 0', formatter.format(record)
+        )
+        assert "left out" not in line
