@@ -15,8 +15,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import flask_injector
 import injector
-from flask import Flask
+from flask import Flask, has_request_context
 from flask_injector import FlaskInjector
 
 from app.api import PowerstripApi
@@ -28,7 +29,7 @@ from powerstrip.conditional import CONDITIONAL, WRITE_METHODS
 from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
 from powerstrip.db import Model
 from powerstrip.events import EventBus
-from powerstrip.http import PASSES, marks
+from powerstrip.http import PASSES, current_request, marks
 from powerstrip.plugin import InjectorModule, Plugin
 
 T = TypeVar("T")
@@ -59,6 +60,94 @@ class CoreModule(injector.Module):
         binder.multibind(list[HealthCheck], to=self._checks)  # plugins add theirs
         binder.bind(RateLimits, to=self._rate_limits)  # type: ignore[type-abstract]
         binder.bind(PluginRegistry, to=self._registry)  # type: ignore[type-abstract]
+
+
+# The request scope's objects, in the WSGI environ of their request (RequestScope).
+_SCOPE_ENVIRON = "powerstrip.request_scope"
+# flask-injector's request hooks that start and end its scope (FlaskInjector.__init__'s).
+_SCOPE_HOOKS = frozenset(
+    {
+        "reset_request_scope_before",
+        "global_reset_request_scope_after",
+        "blueprint_reset_request_scope_after",
+    }
+)
+
+
+class RequestScope(flask_injector.RequestScope):
+    """flask-injector's request scope (``powerstrip.request_scope``), its objects kept in the
+    WSGI environ of the request (or command) they are built for: one of each per request,
+    let go with the request.
+
+    flask-injector keeps them in a werkzeug ``Local`` that hooks empty before and after every
+    request (about 20 function calls a request, most for its teardown's check of the
+    request's blueprint), and wraps each in a provider caching it per injector. A request's
+    environ is new with every request, so neither hook is needed (:func:`install_injector`
+    removes them), and this app has one injector. :meth:`prepare` and :meth:`cleanup` still
+    start and end a scope where code does so itself (``powerstrip.cli``'s commands, tests).
+    Outside a request context there is no scope: asking for a request-scoped object there is
+    an error, as it is with flask-injector's.
+    """
+
+    def configure(self) -> None:
+        """No ``Local``: the scope lives in each request's environ."""
+
+    def prepare(self) -> None:
+        """Start a fresh scope for the current request."""
+        current_request().environ[_SCOPE_ENVIRON] = {}
+
+    def cleanup(self) -> None:
+        """End the current request's scope, if any."""
+        if has_request_context():
+            current_request().environ.pop(_SCOPE_ENVIRON, None)
+
+    def get(self, key: Any, provider: injector.Provider[T]) -> injector.Provider[T]:
+        environ = current_request().environ  # outside a request: flask's RuntimeError
+        objects: dict[Any, _Once[Any]] | None = environ.get(_SCOPE_ENVIRON)
+        if objects is None:
+            objects = environ[_SCOPE_ENVIRON] = {}
+        found = objects.get(key)
+        if found is None:
+            found = objects[key] = _Once(provider)
+        return found
+
+
+_UNSET: Any = object()
+
+
+class _Once(injector.Provider[T]):
+    """``provider``'s object, built on first asking and then kept (for one request)."""
+
+    __slots__ = ("_instance", "_provider")
+
+    def __init__(self, provider: injector.Provider[T]) -> None:
+        self._provider = provider
+        self._instance: T = _UNSET
+
+    def get(self, injector_: injector.Injector) -> T:
+        if self._instance is _UNSET:
+            self._instance = self._provider.get(injector_)
+        return self._instance
+
+
+def _drop_scope_hooks(app: Flask) -> None:
+    """Remove flask-injector's hooks that start and end its request scope on every request
+    (:class:`RequestScope` needs neither). A hook of another name is left alone: if a
+    flask-injector release renames them, they still run, and still work on this scope."""
+    registries: tuple[dict[Any, list[Any]], ...] = (
+        app.before_request_funcs,
+        app.teardown_request_funcs,
+    )
+    for registry in registries:
+        for functions in registry.values():
+            functions[:] = [
+                function
+                for function in functions
+                if not (
+                    getattr(function, "__module__", None) == flask_injector.__name__
+                    and getattr(function, "__name__", None) in _SCOPE_HOOKS
+                )
+            ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +549,8 @@ def install_injector(
     win, and before the views' needs are checked, so a fake may supply a missing binding.
     """
     inj = Injector(core, auto_bind=True)
+    # flask-injector's scope class, which powerstrip.request_scope names, is this scope.
+    inj.binder.bind(flask_injector.RequestScope, to=RequestScope(inj))
     for record in records:
         plugin = record.plugin
         if plugin is None:  # pragma: no cover - only enabled records are passed
@@ -477,6 +568,7 @@ def install_injector(
         inj.binder.install(module)
     needs = prepare_views(app, owners)
     FlaskInjector(app=app, injector=inj)
+    _drop_scope_hooks(app)
     resolve_views(app, inj, needs, authenticators(records))
     inj.seal()
     return inj

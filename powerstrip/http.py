@@ -6,7 +6,7 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from flask import Request, request
 
@@ -100,4 +100,9 @@ def current_request() -> Request:
     Each attribute read through ``flask.request`` looks the request up again (about five
     function calls): a hook reading several takes the object once.
     """
-    return cast(Request, request._get_current_object())  # type: ignore[attr-defined]
+    handled: Request = _current_request()
+    return handled
+
+
+# flask.request's own lookup of its object (werkzeug's LocalProxy._get_current_object), read once.
+_current_request: Callable[[], Request] = request._get_current_object  # type: ignore[attr-defined]
