@@ -77,6 +77,8 @@ from powerstrip.http import (
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENT_REPLAYED_HEADER,
     REQUIRES,
+    current_request,
+    environ_key,
     marks,
 )
 from powerstrip.idempotency import MAX_KEY_LENGTH, is_idempotent
@@ -322,6 +324,9 @@ def caller_key(subject: str) -> str:
     return "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
 
 
+_KEY_ENVIRON = environ_key(IDEMPOTENCY_KEY_HEADER)
+
+
 def init_app(
     app: Flask, database: Database, clock: Clock, *, ttl: timedelta, lock_timeout: timedelta
 ) -> None:
@@ -334,7 +339,7 @@ def init_app(
     app.extensions[IDEMPOTENCY] = store
 
     def claim_key() -> Response | None:
-        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        key: str | None = current_request().environ.get(_KEY_ENVIRON)  # request.headers' value
         if key is None:  # most requests: nothing more to look up
             return None
         caller = request_principal().caller
