@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import flask_injector
 import injector
 from flask import Flask, has_request_context
+from flask.globals import request_ctx
 from flask_injector import FlaskInjector
 
 from app.api import PowerstripApi
@@ -29,7 +31,7 @@ from powerstrip.conditional import CONDITIONAL, WRITE_METHODS
 from powerstrip.contracts import Clock, HealthCheck, PluginRegistry, RateLimits
 from powerstrip.db import Model
 from powerstrip.events import EventBus
-from powerstrip.http import PASSES, current_request, marks
+from powerstrip.http import PASSES, marks
 from powerstrip.plugin import InjectorModule, Plugin
 
 T = TypeVar("T")
@@ -62,8 +64,6 @@ class CoreModule(injector.Module):
         binder.bind(PluginRegistry, to=self._registry)  # type: ignore[type-abstract]
 
 
-# The request scope's objects, in the WSGI environ of their request (RequestScope).
-_SCOPE_ENVIRON = "powerstrip.request_scope"
 # flask-injector's request hooks that start and end its scope (FlaskInjector.__init__'s).
 _SCOPE_HOOKS = frozenset(
     {
@@ -75,41 +75,50 @@ _SCOPE_HOOKS = frozenset(
 
 
 class RequestScope(flask_injector.RequestScope):
-    """flask-injector's request scope (``powerstrip.request_scope``), its objects kept in the
-    WSGI environ of the request (or command) they are built for: one of each per request,
-    let go with the request.
+    """flask-injector's request scope (``powerstrip.request_scope``), its objects kept per
+    Flask request context: one of each per request (or command), let go with the request.
 
     flask-injector keeps them in a werkzeug ``Local`` that hooks empty before and after every
     request (about 20 function calls a request, most for its teardown's check of the
-    request's blueprint), and wraps each in a provider caching it per injector. A request's
-    environ is new with every request, so neither hook is needed (:func:`install_injector`
-    removes them), and this app has one injector. :meth:`prepare` and :meth:`cleanup` still
-    start and end a scope where code does so itself (``powerstrip.cli``'s commands, tests).
-    Outside a request context there is no scope: asking for a request-scoped object there is
-    an error, as it is with flask-injector's.
+    request's blueprint). Here each request context, new with every request, has its own
+    objects (in a weak mapping: they go when the context goes), so neither hook is needed
+    (:func:`install_injector` removes them). A copy of the context
+    (``copy_current_request_context``, for a thread) is a context of its own: a thread never
+    gets the request's session. :meth:`prepare` and :meth:`cleanup` start and end a scope
+    where code does so itself (``powerstrip.cli``'s commands, tests); after :meth:`cleanup`,
+    the next object asked for starts a new scope (flask-injector's raised an error). Outside a
+    request context there is no scope: asking for a request-scoped object there is Flask's
+    "outside of request context" error (flask-injector's was an ``AttributeError``).
     """
 
     def configure(self) -> None:
-        """No ``Local``: the scope lives in each request's environ."""
+        """No ``Local``: a weak mapping of request contexts to their objects."""
+        self._scopes: weakref.WeakKeyDictionary[object, dict[Any, _Once[Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def prepare(self) -> None:
         """Start a fresh scope for the current request."""
-        current_request().environ[_SCOPE_ENVIRON] = {}
+        self._scopes[_current_context()] = {}
 
     def cleanup(self) -> None:
         """End the current request's scope, if any."""
         if has_request_context():
-            current_request().environ.pop(_SCOPE_ENVIRON, None)
+            self._scopes.pop(_current_context(), None)
 
     def get(self, key: Any, provider: injector.Provider[T]) -> injector.Provider[T]:
-        environ = current_request().environ  # outside a request: flask's RuntimeError
-        objects: dict[Any, _Once[Any]] | None = environ.get(_SCOPE_ENVIRON)
+        context = _current_context()  # outside a request: Flask's RuntimeError
+        objects = self._scopes.get(context)
         if objects is None:
-            objects = environ[_SCOPE_ENVIRON] = {}
+            objects = self._scopes[context] = {}
         found = objects.get(key)
         if found is None:
             found = objects[key] = _Once(provider)
         return found
+
+
+# The current request context (flask.globals.request_ctx's object), looked up once per call.
+_current_context: Callable[[], object] = request_ctx._get_current_object  # type: ignore[attr-defined]
 
 
 _UNSET: Any = object()

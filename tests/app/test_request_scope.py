@@ -1,5 +1,5 @@
 """The request scope: one object of each request-scoped binding per request (or command),
-kept in the request's WSGI environ, without flask-injector's hooks on every request."""
+kept per request context, without flask-injector's hooks on every request."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import flask_injector
-from flask import Flask
+from flask import Flask, Response, copy_current_request_context
 from sqlalchemy.orm import Session
 
 from app.composition import RequestScope
 from powerstrip import UnitOfWork
 from powerstrip.cli import INJECTOR
+from tests.conftest import AppFactory
 
 THREADS = 4
 
@@ -63,6 +64,64 @@ def test_one_object_per_request_and_a_new_one_for_every_request(app: Flask) -> N
         assert session_again is session
     assert len({id(entry[0]) for entry in seen}) == THREADS
     assert len({id(entry[1]) for entry in seen}) == THREADS
+
+
+def test_the_view_and_the_hooks_after_it_share_the_requests_objects(app: Flask) -> None:
+    inj = app.extensions[INJECTOR]
+    seen: dict[str, object] = {}
+
+    @app.get("/scope-probe")
+    def probe() -> str:
+        seen["view"] = inj.get(UnitOfWork)
+        return ""
+
+    @app.after_request
+    def after(response: Response) -> Response:
+        seen["after"] = inj.get(UnitOfWork)
+        return response
+
+    @app.teardown_request
+    def teardown(_error: BaseException | None) -> None:
+        seen["teardown"] = inj.get(UnitOfWork)
+
+    assert app.test_client().get("/scope-probe").status_code == 200
+    assert seen["view"] is seen["after"] is seen["teardown"]
+
+
+def test_a_copied_request_context_in_a_thread_has_objects_of_its_own(app: Flask) -> None:
+    """A session is never shared by two threads (flask-injector's scope was empty there)."""
+    inj = app.extensions[INJECTOR]
+    seen: dict[str, object] = {}
+
+    @app.get("/scope-probe")
+    def probe() -> str:
+        seen["request"] = inj.get(Session)
+
+        @copy_current_request_context
+        def in_thread() -> None:
+            seen["thread"] = inj.get(Session)
+            seen["thread again"] = inj.get(Session)
+
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join(timeout=60)
+        seen["request again"] = inj.get(Session)
+        return ""
+
+    assert app.test_client().get("/scope-probe").status_code == 200
+    assert seen["thread"] is seen["thread again"]
+    assert seen["thread"] is not seen["request"]
+    assert seen["request again"] is seen["request"]
+
+
+def test_two_apps_in_one_request_context_keep_their_own_objects(make_app: AppFactory) -> None:
+    first, second = make_app(), make_app()
+    with first.test_request_context():
+        mine = first.extensions[INJECTOR].get(Session)
+        theirs = second.extensions[INJECTOR].get(Session)
+        assert mine is not theirs
+        assert mine.get_bind() is first.extensions["powerstrip.database"].engine
+        assert theirs.get_bind() is second.extensions["powerstrip.database"].engine
 
 
 def test_prepare_and_cleanup_start_and_end_a_scope_as_commands_and_tests_do(app: Flask) -> None:
