@@ -3,6 +3,7 @@ kept per request context, without flask-injector's hooks on every request."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -164,3 +165,26 @@ def test_outside_a_request_there_is_no_request_scope(app: Flask) -> None:
     thread.join(timeout=60)
     assert len(raised) == 1
     assert "request context" in str(raised[0])
+
+
+def test_a_requests_objects_go_with_it_without_waiting_for_the_garbage_collector(
+    app: Flask,
+) -> None:
+    """The scope's mapping holds a request context weakly: reference counting alone lets each
+    go (with its objects) when its request ends."""
+    inj = app.extensions[INJECTOR]
+    scopes = inj.get(flask_injector.RequestScope)._scopes
+
+    @app.get("/scope-probe")
+    def probe() -> str:
+        inj.get(UnitOfWork)
+        return ""
+
+    client = app.test_client()
+    gc.disable()
+    try:
+        for _ in range(50):
+            assert client.get("/scope-probe").status_code == 200
+        assert len(scopes) <= 1  # the last request's, which the test client may still hold
+    finally:
+        gc.enable()
