@@ -125,7 +125,10 @@ _UNSET: Any = object()
 
 
 class _Once(injector.Provider[T]):
-    """``provider``'s object, built on first asking and then kept (for one request)."""
+    """``provider``'s object, built on first asking and then kept (for one request).
+
+    flask-injector's ``CachedProviderWrapper`` does the same keyed by injector; each
+    :class:`RequestScope` serves one injector, and the key cost 8 to 10 calls a request."""
 
     __slots__ = ("_instance", "_provider")
 
