@@ -12,7 +12,8 @@ from typing import ClassVar
 from flask import Request
 from injector import inject
 
-from plugins.accounts.repository import AccountsRepository, KeyAndOwner
+from plugins.accounts.lookups import OwnerLookups
+from plugins.accounts.repository import AccountsRepository, BearerOwner, KeyAndOwner
 from plugins.accounts.roles import ALL_SCOPES, RoleScopes
 from plugins.accounts.tokens import AccessTokens, TokenError, same_digest, split_api_key
 from powerstrip import API_KEY_HEADER, Clock, Principal, UnitOfWork
@@ -52,8 +53,10 @@ class AccountsAuthenticator:
         roles: RoleScopes,
         clock: Clock,
         login: CurrentLogin,
+        lookups: OwnerLookups,
     ) -> None:
         self._repository = repository
+        self._lookups = lookups
         self._uow = uow
         self._tokens = tokens
         self._roles = roles
@@ -80,47 +83,62 @@ class AccountsAuthenticator:
         except TokenError as exc:
             return Principal.refused(str(exc))
         subject = claims.subject
-        user = (
-            self._repository.bearer_owner(int(subject), claims.jti)
-            if subject.isdigit() and len(subject) <= MAX_ID_DIGITS
-            else None
-        )
-        if (
-            user is None
-            or not user.is_active
-            or user.token_version != claims.version
-            or user.token_revoked
-        ):
+        if not subject.isdigit() or len(subject) > MAX_ID_DIGITS:
+            return Principal.refused(REVOKED_TOKEN)
+        user = self._bearer_owner(int(subject), claims.jti, claims.version)
+        if user is None:
             return Principal.refused(REVOKED_TOKEN)
         self._login.authenticated_at = claims.authenticated_at
         return Principal.of(str(user.id), "user", self._roles.of(user.role), claims.jti)
+
+    def _bearer_owner(self, user_id: int, jti: str, version: int) -> BearerOwner | None:
+        """The owner of a token that is let in (a kept look-up, or a fresh one then kept);
+        None when the token is refused."""
+        kept = self._lookups.bearer
+        user = kept.get((user_id, jti))
+        if user is not None:
+            return user
+        user = self._repository.bearer_owner(user_id, jti)
+        if (
+            user is None
+            or not user.is_active
+            or user.token_version != version
+            or user.token_revoked
+        ):
+            return None
+        kept.put((user_id, jti), user)
+        return user
 
     def api_key(self, value: str) -> Principal:
         """The principal of an API key; records when the key was last used."""
         parts = split_api_key(value)
         if parts is None:
             return Principal.refused(REFUSED_KEY)
-        found = self._repository.api_key_and_owner(parts[0])
-        if found is None:
+        kept = self._lookups.api_keys
+        key = kept.get(parts[0])
+        if key is None:
+            key = self._repository.api_key_and_owner(parts[0])
+            if key is None or key.revoked_at is not None or not key.owner_is_active:
+                return Principal.refused(REFUSED_KEY)
+            kept.put(parts[0], key)
+        if not same_digest(parts[1], key.secret_hash):
             return Principal.refused(REFUSED_KEY)
-        key = found
-        if (
-            key.revoked_at is not None
-            or not same_digest(parts[1], key.secret_hash)
-            or not key.owner_is_active
-        ):
-            return Principal.refused(REFUSED_KEY)
-        self._touch(key)
+        touched = self._touch(key)
+        if touched is not key:  # its window still counts from the look-up
+            kept.put(parts[0], touched)
         allowed = self._roles.of(key.owner_role)
         scopes = {s for s in key.scopes if ALL_SCOPES in allowed or s in allowed}
         return Principal.of(str(key.user_id), "api_key", frozenset(scopes), str(key.id))
 
-    def _touch(self, key: KeyAndOwner) -> None:
-        # At most once a minute per key: a busy machine client does not write on every call.
+    def _touch(self, key: KeyAndOwner) -> KeyAndOwner:
+        """Record the key's use, at most once a minute per key (a busy machine client does not
+        write on every call); the key as it now stands."""
         now = self._clock.now()
         if key.last_used_at is None or key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
             with self._uow:
                 self._repository.api_key_used(key.id, now)
+            return key._replace(last_used_at=now)
+        return key
 
 
 class AccountsDirectory:

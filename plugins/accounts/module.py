@@ -8,6 +8,7 @@ import injector
 from flask import Flask
 
 from plugins.accounts.authentication import AccountsAuthenticator, AccountsDirectory, CurrentLogin
+from plugins.accounts.lookups import OwnerLookups
 from plugins.accounts.passwords import Passwords
 from plugins.accounts.roles import RoleScopes
 from plugins.accounts.settings import AccountsSettings
@@ -43,6 +44,12 @@ class AccountsModule(injector.Module):
     ) -> AccessTokens:
         """Signs with the current key, verifies with every configured key."""
         return AccessTokens(settings, clock, keys)
+
+    @injector.singleton
+    @injector.provider
+    def owner_lookups(self, settings: AccountsSettings) -> OwnerLookups:
+        """The worker's kept owner look-ups (``PRINCIPAL_CACHE_SECONDS``; 0: none kept)."""
+        return OwnerLookups(settings.PRINCIPAL_CACHE_SECONDS)
 
     @injector.singleton
     @injector.provider

@@ -11,6 +11,7 @@ from limits import parse_many
 from powerstrip import settings_environment
 
 MIN_KEY_LENGTH = 32
+MAX_PRINCIPAL_CACHE_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class AccountsSettings:
     API_KEY_FRESH_LOGIN_MINUTES: int
     REVOKE_API_KEYS_ON_PASSWORD_CHANGE: bool
     REVOKE_API_KEYS_ON_DEACTIVATION: bool
+    PRINCIPAL_CACHE_SECONDS: int
 
     def __repr__(self) -> str:
         return f"AccountsSettings(ISSUER={self.ISSUER!r}, SIGNING_KEYS=<{len(self.SIGNING_KEYS)}>)"
@@ -95,6 +97,16 @@ class AccountsSettingsSchema(ma.Schema):
     REVOKE_API_KEYS_ON_DEACTIVATION = ma.fields.Boolean(
         load_default=True,
         metadata={"description": "deactivating a user revokes its API keys for good"},
+    )
+    PRINCIPAL_CACHE_SECONDS = ma.fields.Integer(
+        load_default=0,
+        validate=ma.validate.Range(0, MAX_PRINCIPAL_CACHE_SECONDS),
+        metadata={
+            "description": "seconds a worker may answer a bearer token or API key from its "
+            "last accepted owner look-up (one query fewer a request); a revocation, password "
+            "change, deactivation or role change then takes up to this long to reach every "
+            "worker. 0: every request looks its credentials up"
+        },
     )
 
     @ma.validates_schema
