@@ -32,8 +32,8 @@ class LookupCache(Generic[V]):
 
     When full, :meth:`put` of a new key first drops every value past its window and, if none
     was, keeps the new value not at all: the values kept go on being answered until they
-    expire.
-    Safe to share between threads: reads are single ``dict`` look-ups, writes take a lock.
+    expire. Safe to share between threads: reads are single ``dict`` look-ups, writes take a
+    lock.
     """
 
     def __init__(
