@@ -95,9 +95,11 @@ class AccountsAuthenticator:
         """The owner of a token that is let in (a kept look-up, or a fresh one then kept);
         None when the token is refused."""
         kept = self._lookups.bearer
-        user = kept.get((user_id, jti))
+        token = (user_id, jti, version)
+        user = kept.get(token)
         if user is not None:
             return user
+        since = kept.now()
         user = self._repository.bearer_owner(user_id, jti)
         if (
             user is None
@@ -106,7 +108,7 @@ class AccountsAuthenticator:
             or user.token_revoked
         ):
             return None
-        kept.put((user_id, jti), user)
+        kept.put(token, user, since)
         return user
 
     def api_key(self, value: str) -> Principal:
@@ -116,16 +118,19 @@ class AccountsAuthenticator:
             return Principal.refused(REFUSED_KEY)
         kept = self._lookups.api_keys
         key = kept.get(parts[0])
+        since = None  # when a key not kept was looked up
         if key is None:
+            since = kept.now()
             key = self._repository.api_key_and_owner(parts[0])
             if key is None or key.revoked_at is not None or not key.owner_is_active:
                 return Principal.refused(REFUSED_KEY)
-            kept.put(parts[0], key)
         if not same_digest(parts[1], key.secret_hash):
             return Principal.refused(REFUSED_KEY)
+        if since is not None:
+            kept.put(parts[0], key, since)
         touched = self._touch(key)
-        if touched is not key:  # its window still counts from the look-up
-            kept.put(parts[0], touched)
+        if touched is not key:  # in the kept look-up's place and window, if still kept
+            kept.replace(parts[0], key, touched)
         allowed = self._roles.of(key.owner_role)
         scopes = {s for s in key.scopes if ALL_SCOPES in allowed or s in allowed}
         return Principal.of(str(key.user_id), "api_key", frozenset(scopes), str(key.id))

@@ -6,15 +6,18 @@ look-up that let a request in for N seconds and answers the same credentials fro
 indexed query fewer per request, in exchange for a revocation, a password change, a
 deactivation or a role change taking up to N seconds to reach every worker (each keeps its
 own look-ups, and no worker hears of another's changes, not even its own). A look-up that
-refuses (an unknown or revoked credential, a deactivated owner) is never kept, so it is asked
-again on the next request. The window counts from the look-up, on a monotonic clock: using
-a credential does not lengthen it, and neither does the system clock being set back.
+refuses (an unknown or revoked credential, a wrong secret, a deactivated owner) is never
+kept, so it is asked again on the next request. The window counts from the look-up, on a
+monotonic clock: using a credential, or recording an API key's use, neither lengthens nor
+restarts it, and neither does the system clock being set back. Each worker records a kept
+key's use at most once a minute (it knows only its own records until its next look-up).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -27,13 +30,15 @@ MAX_LOOKUPS = 10_000
 
 
 class LookupCache(Generic[V]):
-    """Values kept for ``seconds`` after they were put, at most ``size`` at once; a window of
-    0 keeps nothing (``get`` is always None and ``put`` does nothing).
+    """Values kept for ``seconds`` from the moment they were looked up, at most ``size`` at
+    once; a window of 0 keeps nothing (``get`` is always None, ``put`` and ``replace`` do
+    nothing).
 
-    When full, :meth:`put` of a new key first drops every value past its window and, if none
-    was, keeps the new value not at all: the values kept go on being answered until they
-    expire. Safe to share between threads: reads are single ``dict`` look-ups, writes take a
-    lock.
+    Every value has the same window, so values expire in about the order they were put in
+    (each from its look-up): each :meth:`put` first drops the expired values at the front of
+    that order, and when the cache is still full keeps the new value not at all (the values
+    kept go on being answered until they expire). Safe to share between threads: reads are
+    single ``dict`` look-ups, writes take a lock.
     """
 
     def __init__(
@@ -45,16 +50,22 @@ class LookupCache(Generic[V]):
         self._seconds = seconds
         self._size = size
         self._timer = timer
-        self._kept: dict[Hashable, tuple[float, V]] = {}
+        # key -> (end of window, value), in the order put
+        self._kept: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def seconds(self) -> float:
-        """The window: how long a value is answered after it was put."""
+        """The window: how long a value is answered after it was looked up."""
         return self._seconds
 
+    def now(self) -> float:
+        """The time on the cache's clock: take it before a look-up, to :meth:`put` its
+        answer with."""
+        return self._timer()
+
     def get(self, key: Hashable) -> V | None:
-        """The value put under ``key`` less than the window ago, else None."""
+        """The value kept under ``key`` while in its window, else None."""
         if not self._seconds:
             return None
         found = self._kept.get(key)
@@ -62,23 +73,36 @@ class LookupCache(Generic[V]):
             return None
         return found[1]
 
-    def put(self, key: Hashable, value: V) -> None:
-        """Keep ``value`` under ``key`` for the window from now; or, when ``key`` holds a
-        value still in its window, in its place until that window ends (putting never
-        lengthens a window: what was looked up is answered at most the window)."""
+    def put(self, key: Hashable, value: V, since: float) -> None:
+        """Keep ``value``, looked up at ``since`` (:meth:`now`), under ``key`` until the
+        window from ``since`` ends. When ``key`` holds a value still in its window (another
+        thread's look-up), ``value`` takes its place until that window ends: putting never
+        lengthens a window."""
         if not self._seconds:
             return
-        now = self._timer()
+        with self._lock:
+            kept = self._kept
+            now = self._timer()
+            found = kept.get(key)
+            if found is not None:
+                if found[0] > now:
+                    kept[key] = (found[0], value)
+                    return
+                del kept[key]  # put again at the end
+            while kept and next(iter(kept.values()))[0] <= now:  # expired, at the front
+                kept.popitem(last=False)
+            if len(kept) < self._size:
+                kept[key] = (since + self._seconds, value)
+
+    def replace(self, key: Hashable, old: V, new: V) -> None:
+        """Put ``new`` in ``old``'s place and window, only while ``key`` holds ``old`` in its
+        window: never a window of its own, never over a newer look-up."""
+        if not self._seconds:
+            return
         with self._lock:
             found = self._kept.get(key)
-            if found is not None and found[0] > now:
-                self._kept[key] = (found[0], value)
-                return
-            if found is None and len(self._kept) >= self._size:
-                self._kept = {k: kept for k, kept in self._kept.items() if kept[0] > now}
-                if len(self._kept) >= self._size:
-                    return
-            self._kept[key] = (now + self._seconds, value)
+            if found is not None and found[1] is old and found[0] > self._timer():
+                self._kept[key] = (found[0], new)
 
     def __len__(self) -> int:
         return len(self._kept)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import injector
 import pytest
 
 from app import StartupError, create_app
 from plugins.accounts.lookups import LookupCache, OwnerLookups
+from plugins.accounts.repository import AccountsRepository
 from powerstrip.cli import INJECTOR
 from tests.conftest import AppFactory, upgrade
 from tests.plugins.accounts.conftest import PASSWORD, Api, FakesModule, MovableClock, create_admin
@@ -39,6 +41,13 @@ def key_statements(seen: list[str]) -> list[str]:
     return [s.split()[0] for s in seen if "api_keys" in s]
 
 
+def new_key(api: Api, headers: dict[str, str]) -> dict[str, Any]:
+    body = {"name": "ci", "scopes": ["accounts:self"]}
+    created = api.client.post("/api/v1/accounts/api-keys", json=body, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    return created.get_json()  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def ticks() -> Ticks:
     return Ticks()
@@ -60,6 +69,8 @@ def kept(
         "INSTANCE_PATH": str(instance_path),
         "DATABASE_URL": database_url,
         "RATELIMIT_ENABLED": False,
+        # A reactivated owner's keys work again (tests a refused look-up not being kept).
+        "accounts": {"REVOKE_API_KEYS_ON_DEACTIVATION": False},
     }
     app = create_app(config, modules=[FakesModule(clock), KeptModule()])
     upgrade(app)
@@ -149,9 +160,7 @@ def test_a_kept_key_still_checks_its_secret_and_records_its_use(
     kept: Api, clock: MovableClock, ticks: Ticks
 ) -> None:
     admin = kept.admin_headers()  # minted before the clock moves
-    created = kept.client.post(
-        "/api/v1/accounts/api-keys", json={"name": "ci", "scopes": ["accounts:self"]}, headers=admin
-    ).get_json()
+    created = new_key(kept, admin)
     key = created["key"]
 
     def call(value: str = key) -> tuple[int, list[str]]:
@@ -173,41 +182,111 @@ def test_a_kept_key_still_checks_its_secret_and_records_its_use(
     assert call() == (401, ["SELECT"])
 
 
+def test_recording_a_use_as_the_window_ends_does_not_start_another(
+    kept: Api, clock: MovableClock, ticks: Ticks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = kept.admin_headers()
+    created = new_key(kept, admin)
+    headers = {"X-API-Key": created["key"]}
+    assert kept.client.get(ME, headers=headers).status_code == 200  # looked up, kept
+    revoked = kept.client.delete(f"/api/v1/accounts/api-keys/{created['id']}", headers=admin)
+    assert revoked.status_code == 204
+    ticks.now += WINDOW - 1
+    clock.offset += timedelta(minutes=2)  # its use is recorded again, by a slow UPDATE
+    record = AccountsRepository.api_key_used
+
+    def slow(repository: AccountsRepository, key_id: int, when: datetime) -> None:
+        record(repository, key_id, when)
+        ticks.now += 1  # the window ends meanwhile
+
+    monkeypatch.setattr(AccountsRepository, "api_key_used", slow)
+    assert kept.client.get(ME, headers=headers).status_code == 200  # inside the window
+    monkeypatch.undo()
+    assert kept.client.get(ME, headers=headers).status_code == 401
+
+
+def test_a_key_s_refusing_look_up_is_not_kept(kept: Api) -> None:
+    admin = kept.admin_headers()
+    key = new_key(kept, admin)["key"]
+    wrong = key[:-1] + ("a" if key[-1] != "a" else "b")
+    assert kept.client.get(ME, headers={"X-API-Key": wrong}).status_code == 401
+    with statements(kept.app) as seen:
+        assert kept.client.get(ME, headers={"X-API-Key": key}).status_code == 200
+    assert key_statements(seen)[0] == "SELECT"  # the wrong secret's look-up was not kept
+
+    user_id = kept.create_user("eve@example.com")
+    eve = kept.bearer(kept.login("eve@example.com", PASSWORD)["access_token"])
+    hers = {"X-API-Key": new_key(kept, eve)["key"]}
+
+    def active(value: bool) -> None:
+        changed = kept.client.patch(
+            f"/api/v1/accounts/users/{user_id}", json={"is_active": value}, headers=admin
+        )
+        assert changed.status_code == 200, changed.get_json()
+
+    active(False)
+    assert kept.client.get(ME, headers=hers).status_code == 401  # looked up, refused
+    active(True)
+    assert kept.client.get(ME, headers=hers).status_code == 200  # at once
+
+
 def test_a_window_of_zero_keeps_nothing() -> None:
     cache: LookupCache[str] = LookupCache(0)
-    cache.put("a", "value")
+    cache.put("a", "value", cache.now())
+    cache.replace("a", "value", "other")
     assert cache.get("a") is None
     assert len(cache) == 0
 
 
-def test_a_value_is_answered_for_its_window_from_the_first_put() -> None:
+def test_a_value_is_answered_for_its_window_from_its_look_up() -> None:
     ticks = Ticks()
     cache: LookupCache[str] = LookupCache(10, timer=ticks)
-    cache.put("a", "first")
-    ticks.now += 9
-    cache.put("a", "second")  # in the first one's place, not for longer
+    looked_up = cache.now()
+    ticks.now += 2  # the look-up took 2 s
+    cache.put("a", "first", looked_up)
+    ticks.now += 7
+    cache.put("a", "second", cache.now())  # another thread's: in its place, not for longer
     assert cache.get("a") == "second"
     ticks.now += 1
     assert cache.get("a") is None
-    cache.put("a", "third")  # a new window
+    cache.put("a", "third", cache.now())  # a new window
     ticks.now += 9
     assert cache.get("a") == "third"
+
+
+def test_replacing_never_starts_a_window_nor_overwrites_a_newer_look_up() -> None:
+    ticks = Ticks()
+    cache: LookupCache[str] = LookupCache(10, timer=ticks)
+    cache.replace("a", "old", "new")  # nothing kept: nothing to replace
+    assert cache.get("a") is None
+    cache.put("a", "old", cache.now())
+    cache.replace("a", "old", "new")
+    assert cache.get("a") == "new"
+    cache.replace("a", "old", "newer")  # "a" holds another value by now
+    assert cache.get("a") == "new"
+    ticks.now += 10
+    cache.replace("a", "new", "late")  # its window is over
+    ticks.now -= 1
+    assert cache.get("a") == "new"
 
 
 def test_a_full_cache_drops_what_expired_and_else_keeps_no_more() -> None:
     ticks = Ticks()
     cache: LookupCache[int] = LookupCache(10, size=3, timer=ticks)
-    cache.put("a", 1)
+    cache.put("a", 1, cache.now())
     ticks.now += 5
-    cache.put("b", 2)
-    cache.put("c", 3)
-    cache.put("d", 4)  # full, nothing expired: not kept
+    cache.put("b", 2, cache.now())
+    cache.put("c", 3, cache.now())
+    cache.put("d", 4, cache.now())  # full, nothing expired: not kept
     assert (cache.get("c"), cache.get("d"), len(cache)) == (3, None, 3)
-    cache.put("c", 30)  # a key it holds is still replaced
+    cache.put("c", 30, cache.now())  # a key it holds is still replaced
     assert cache.get("c") == 30
     ticks.now += 5  # "a" expires
-    cache.put("d", 4)
+    cache.put("d", 4, cache.now())
     assert (cache.get("a"), cache.get("b"), cache.get("d"), len(cache)) == (None, 2, 4, 3)
+    ticks.now += 5  # "b" and "c" expire: dropped by the next put of a key not kept
+    cache.put("e", 5, cache.now())
+    assert (cache.get("d"), cache.get("e"), len(cache)) == (4, 5, 2)
 
 
 def test_lookups_are_per_app(make_app: AppFactory) -> None:
