@@ -35,9 +35,10 @@ class LookupCache(Generic[V]):
     nothing).
 
     Every value has the same window, so values expire in about the order they were put in
-    (each from its look-up): each :meth:`put` first drops the expired values at the front of
-    that order, and when the cache is still full keeps the new value not at all (the values
-    kept go on being answered until they expire). Safe to share between threads: reads are
+    (each from its look-up, so a slow look-up's may expire before values put ahead of it):
+    each :meth:`put` first drops the expired values at the front of that order, and when the
+    cache is still full keeps the new value not at all (the values kept go on being answered
+    until they expire). Safe to share between threads: reads are
     single ``dict`` look-ups, writes take a lock.
     """
 
@@ -75,24 +76,29 @@ class LookupCache(Generic[V]):
 
     def put(self, key: Hashable, value: V, since: float) -> None:
         """Keep ``value``, looked up at ``since`` (:meth:`now`), under ``key`` until the
-        window from ``since`` ends. When ``key`` holds a value still in its window (another
-        thread's look-up), ``value`` takes its place until that window ends: putting never
-        lengthens a window."""
+        window from ``since`` ends (not at all when it has ended already). When ``key`` holds
+        a value still in its window (another thread's look-up), ``value`` takes its place
+        until that window ends, if it was not looked up before it: putting never lengthens a
+        window, nor gives a look-up a later one's."""
         if not self._seconds:
             return
+        ends = since + self._seconds
         with self._lock:
             kept = self._kept
             now = self._timer()
+            if ends <= now:
+                return
             found = kept.get(key)
             if found is not None:
                 if found[0] > now:
-                    kept[key] = (found[0], value)
+                    if ends >= found[0]:
+                        kept[key] = (found[0], value)
                     return
                 del kept[key]  # put again at the end
             while kept and next(iter(kept.values()))[0] <= now:  # expired, at the front
                 kept.popitem(last=False)
             if len(kept) < self._size:
-                kept[key] = (since + self._seconds, value)
+                kept[key] = (ends, value)
 
     def replace(self, key: Hashable, old: V, new: V) -> None:
         """Put ``new`` in ``old``'s place and window, only while ``key`` holds ``old`` in its

@@ -143,6 +143,29 @@ def test_using_a_kept_token_does_not_lengthen_its_window(kept: Api, ticks: Ticks
     assert kept.client.get(ME, headers=headers).status_code == 401
 
 
+def test_a_token_s_window_counts_from_before_its_look_up(
+    kept: Api, ticks: Ticks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = kept.login()
+    headers = kept.bearer(tokens["access_token"])
+    look_up = AccountsRepository.bearer_owner
+
+    def slow(repository: AccountsRepository, user_id: int, jti: str) -> Any:
+        found = look_up(repository, user_id, jti)
+        ticks.now += 1  # the look-up took 1 s
+        return found
+
+    monkeypatch.setattr(AccountsRepository, "bearer_owner", slow)
+    assert kept.client.get(ME, headers=headers).status_code == 200
+    monkeypatch.undo()
+    with statements(kept.app) as seen:
+        ticks.now += WINDOW - 2  # WINDOW - 1 after the look-up began
+        assert kept.client.get(ME, headers=headers).status_code == 200
+        ticks.now += 1  # its window is over, though not WINDOW since it was kept
+        assert kept.client.get(ME, headers=headers).status_code == 200
+    assert len(bearer_lookups(seen)) == 1  # the second one looked up again
+
+
 def test_a_refused_token_is_looked_up_on_every_request(kept: Api, ticks: Ticks) -> None:
     tokens = kept.login()
     headers = kept.bearer(tokens["access_token"])
@@ -252,6 +275,20 @@ def test_a_value_is_answered_for_its_window_from_its_look_up() -> None:
     cache.put("a", "third", cache.now())  # a new window
     ticks.now += 9
     assert cache.get("a") == "third"
+
+
+def test_an_older_look_up_put_last_never_takes_a_newer_one_s_place() -> None:
+    ticks = Ticks()
+    cache: LookupCache[str] = LookupCache(10, timer=ticks)
+    older = cache.now()
+    ticks.now += 5
+    cache.put("a", "newer", cache.now())  # looked up and put first
+    cache.put("a", "older", older)  # a stalled thread's, put last
+    assert cache.get("a") == "newer"
+    ticks.now += 9  # the older look-up's window is over, the newer one's not
+    assert cache.get("a") == "newer"
+    cache.put("b", "slow", ticks.now - 10)  # a look-up slower than the window: not kept
+    assert (cache.get("b"), len(cache)) == (None, 1)
 
 
 def test_replacing_never_starts_a_window_nor_overwrites_a_newer_look_up() -> None:
