@@ -38,8 +38,8 @@ class LookupCache(Generic[V]):
     (each from its look-up, so a slow look-up's may expire before values put ahead of it):
     each :meth:`put` first drops the expired values at the front of that order, and when the
     cache is still full keeps the new value not at all (the values kept go on being answered
-    until they expire). Safe to share between threads: reads are
-    single ``dict`` look-ups, writes take a lock.
+    until they expire). Safe to share between threads: reads are single ``dict`` look-ups,
+    writes take a lock.
     """
 
     def __init__(
@@ -116,7 +116,8 @@ class LookupCache(Generic[V]):
 
 class OwnerLookups:
     """A worker's kept look-ups (one per app: bound as a singleton): the owners of bearer
-    tokens, by user id and token id, and API keys with their owners, by key prefix."""
+    tokens, by user id, token id and token version, and API keys with their owners, by key
+    prefix."""
 
     def __init__(self, seconds: float, timer: Callable[[], float] = time.monotonic) -> None:
         self.bearer: LookupCache[BearerOwner] = LookupCache(seconds, timer=timer)
