@@ -21,7 +21,9 @@ database per app on --postgres-url's server, dropped at the end; skipped with a 
 server is unreachable). For each database it prints a Markdown table of medians over rounds:
 req/s, p50 and p99 latency, server CPU per request (utime + stime of the gunicorn workers from
 /proc/<pid>/stat around each wrk run, divided by the requests wrk completed) and the ratio of each
-Powerstrip figure to the bare app's; then each app's memory per worker (VmRSS and PSS after the
+Powerstrip figure to the bare app's, with the least and the greatest of the rounds' own req/s
+ratios (how far apart the rounds were: a change smaller than that spread is not shown by one
+run); then each app's memory per worker (VmRSS and PSS after the
 run, medians, and the master's and workers' PSS over the workers: Powerstrip preloads the app in
 the master, whose pages its workers share, which RSS counts whole in each worker and PSS shares
 out) and its startup time (launching gunicorn to the first 200 of the live route, median over
@@ -52,6 +54,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -490,10 +493,24 @@ def summarise(runs: list[dict[str, Any]], apps: tuple[str, ...]) -> dict[str, di
             for app in apps
             if app != "bare" and app in row and "bare" in row
         }
+        row["rps_ratio_range"] = {app: round_ratios(runs, app, scenario) for app in row["ratios"]}
         if "powerstrip" in row["ratios"]:
             row["ratio"] = row["ratios"]["powerstrip"]
         summary[scenario] = row
     return summary
+
+
+def round_ratios(runs: list[dict[str, Any]], app: str, scenario: str) -> tuple[float, float]:
+    """The least and the greatest of ``app``'s req/s over the bare app's, round by round (each
+    round's two runs were made one after the other): how far apart the rounds were."""
+    bare = "list" if scenario == "list-key" else scenario
+    of_bare = {r["round"]: r["rps"] for r in runs if r["app"] == "bare" and r["scenario"] == bare}
+    ratios = [
+        r["rps"] / of_bare[r["round"]]
+        for r in runs
+        if r["app"] == app and r["scenario"] == scenario and of_bare.get(r["round"])
+    ]
+    return (min(ratios), max(ratios)) if ratios else (math.nan, math.nan)
 
 
 def times(ratio: float | None) -> str:
@@ -526,7 +543,7 @@ def table(title: str, outcome: dict[str, Any], apps: tuple[str, ...] = APPS) -> 
                 ("-", "", "")  # the bare app
                 if ratio is None
                 else (
-                    times(ratio["rps"]),
+                    "{} ({:.2f}-{:.2f})".format(times(ratio["rps"]), *row["rps_ratio_range"][app]),
                     f" ({times(ratio['p50_ms'])} / {times(ratio['p99_ms'])})",
                     f" ({times(ratio['cpu_us_per_request'])})",
                 )
@@ -538,9 +555,9 @@ def table(title: str, outcome: dict[str, Any], apps: tuple[str, ...] = APPS) -> 
             )
     lines += [
         "",
-        "Medians over rounds. ratio: the app's req/s over the bare app's; in brackets, its "
-        "latencies and CPU over the bare app's. list-key: the bare app has no credentials, "
-        "its figures are its list's.",
+        "Medians over rounds. ratio: the app's req/s over the bare app's, then the least and "
+        "the greatest of the rounds' own ratios; in brackets, its latencies and CPU over the "
+        "bare app's. list-key: the bare app has no credentials, its figures are its list's.",
         *(notes or ["wrk counted no answer of status >= 400 and no socket error."]),
         "",
         "| app | RSS per worker MiB (median) | PSS per worker MiB (median) "
