@@ -404,6 +404,14 @@ class RequestIds:
         return self._wsgi_app(environ, with_id)
 
 
+def request_started(environ: WSGIEnvironment) -> float:
+    """When the request of ``environ`` came in (``time.perf_counter()``, set by
+    :class:`RequestIds`); now for one that came in some other way (a test's request context).
+    The access record's duration and the latency metric both count from it."""
+    started: float | None = environ.get(_STARTED_ENVIRON)
+    return time.perf_counter() if started is None else started
+
+
 def request_id(environ: WSGIEnvironment) -> str:
     """The id of the request of ``environ`` (:class:`RequestIds`). A request that came in
     some other way (a test's request context) is given one on first asking."""
@@ -449,7 +457,7 @@ def _finish_request(response: Response) -> Response:
         return response
     handled = current_request()
     environ = handled.environ
-    started = environ.get(_STARTED_ENVIRON) or time.perf_counter()
+    started = request_started(environ)
     rule = handled.url_rule
     fields = {
         "method": handled.method,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -34,12 +34,14 @@ from prometheus_client import (
 )
 from sqlalchemy import Engine, event
 
+from app import logs
 from powerstrip.http import current_request
 from powerstrip.metrics import GaugeMode
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from werkzeug.routing import Rule
 
 METRICS = "powerstrip.metrics"
@@ -48,7 +50,6 @@ HOST_LABEL = "host"  # the plugin label of the host's own routes (docs, OpenAPI)
 UNMATCHED = "<unmatched>"  # the route label of a request no rule matched (a 404 or 405)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """The method label's values; any other method a client sends is counted as ``other``."""
-_STARTED = "powerstrip.metrics.started"  # WSGI environ: per request, never shared
 # Request latencies: 5 ms to 10 s (RED dashboards read the p50/p95/p99 from these).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 _FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -267,19 +268,34 @@ def plugin_of(rule: Rule | None, owners: Mapping[str, str]) -> str:
     return owners.get(blueprint, HOST_LABEL)
 
 
+class InFlight:
+    """WSGI middleware: a request is in the in-flight gauge from the moment it comes in until
+    the app has returned its answer (Flask's teardown hooks run by then, as for a hook's
+    count; a streamed body is still being sent). A WSGI layer rather than a before-request
+    and a teardown hook: no hook to call and no request proxy to ask, twice a request."""
+
+    def __init__(self, wsgi_app: WSGIApplication, gauge: Gauge) -> None:
+        self._wsgi_app = wsgi_app
+        self._gauge = gauge
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        gauge = self._gauge
+        gauge.inc()
+        try:
+            return self._wsgi_app(environ, start_response)
+        finally:
+            gauge.dec()
+
+
 def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
     """Measure every request: count, latency and in-flight, by plugin and route rule.
 
-    ``owners``: blueprint name -> plugin name (the host's own routes are ``host``).
+    ``owners``: blueprint name -> plugin name (the host's own routes are ``host``). Call after
+    ``logs.init_app``: the latency counts from the moment :class:`~app.logs.RequestIds` saw
+    the request come in, as the access record's duration does.
     """
     app.extensions[METRICS] = metrics
-    requests, latency, in_flight = metrics.requests, metrics.latency, metrics.in_flight
-    rejections = metrics.rejections
-
-    def start() -> None:
-        request.environ[_STARTED] = time.perf_counter()
-        in_flight.inc()
-
+    requests, latency, rejections = metrics.requests, metrics.latency, metrics.rejections
     # (rule, method, status class) -> its label children and plugin: labels() validates and
     # locks on every call; the keys are bounded (the app's rules, its methods, five classes).
     # A rule by its id: werkzeug's rules are not hashable, and live as long as the app.
@@ -287,7 +303,7 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
 
     def finish(response: Response) -> Response:
         handled = current_request()
-        started = handled.environ.get(_STARTED, time.perf_counter())
+        started = logs.request_started(handled.environ)
         rule, status = handled.url_rule, response.status_code
         method = handled.method if handled.method in METHODS else "other"  # clients choose it
         key = (id(rule), method, status // 100)
@@ -307,13 +323,8 @@ def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
             rejections.labels(plugin).inc()
         return response
 
-    def end(_error: BaseException | None) -> None:
-        if request.environ.pop(_STARTED, None) is not None:
-            in_flight.dec()
-
-    app.before_request(start)
     app.after_request(finish)
-    app.teardown_request(end)
+    app.wsgi_app = InFlight(app.wsgi_app, metrics.in_flight)  # type: ignore[method-assign]
 
 
 def serve(metrics_host: str, metrics_port: int, api_binds: Sequence[str] = ()) -> WSGIServer:

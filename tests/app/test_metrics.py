@@ -5,6 +5,7 @@ Across gunicorn workers (multiprocess mode, the metrics port): tests/test_gunico
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 
@@ -45,6 +46,46 @@ def test_requests_are_counted_by_plugin_route_rule_and_status_class(
     assert found[f"powerstrip_http_requests_total{{{unmatched}}}"] == 1
     assert not any("999999" in name for name in found)  # never the raw path
     assert found["powerstrip_http_requests_in_flight"] == 0
+
+
+def test_a_request_is_in_flight_until_it_is_answered(powerstrip_make_app: AppFactory) -> None:
+    app = powerstrip_make_app("health")
+    during: list[float] = []
+
+    @app.route("/probe/in-flight")
+    def probe() -> str:
+        during.append(samples(app)["powerstrip_http_requests_in_flight"])
+        return "ok"
+
+    @app.route("/probe/fails")
+    def fails() -> str:
+        during.append(samples(app)["powerstrip_http_requests_in_flight"])
+        raise RuntimeError("a view's bug")
+
+    client = app.test_client()
+    assert client.get("/probe/in-flight").status_code == 200
+    assert samples(app)["powerstrip_http_requests_in_flight"] == 0
+    assert client.get("/probe/fails").status_code == 500
+    assert during == [1, 1]
+    assert samples(app)["powerstrip_http_requests_in_flight"] == 0
+
+
+def test_latency_counts_from_the_request_coming_in(
+    powerstrip_make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the access record's duration does: from the WSGI entry, before Flask's own work and
+    every before-request hook (a clock that reads 100.0 once, then 100.25)."""
+    app = powerstrip_make_app("health")
+    client = app.test_client()
+    readings = iter([100.0])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(readings, 100.25))
+    assert client.get("/api/v1/health/live").status_code == 200
+    monkeypatch.undo()
+    live = 'method="GET",plugin="health",route="/api/v1/health/live"'
+    found = samples(app)
+    assert found[f"powerstrip_http_request_duration_seconds_sum{{{live}}}"] == 0.25
+    assert found[f'powerstrip_http_request_duration_seconds_bucket{{le="0.25",{live}}}'] == 1
+    assert found[f'powerstrip_http_request_duration_seconds_bucket{{le="0.1",{live}}}'] == 0
 
 
 def test_rate_limit_rejections_are_counted_by_plugin(powerstrip_make_app: AppFactory) -> None:
