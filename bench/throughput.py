@@ -37,14 +37,14 @@ still runs (its cost is part of the figures) but never refuses. Access tokens ar
 
 ``--baseline DIR`` adds a third app to the same interleaved rounds: Powerstrip as checked out
 in DIR (an earlier commit: ``git worktree add --detach DIR <commit>``), run with this checkout's
-virtual environment, so that a change's before and after come from one run on one machine
-(two runs differ by more than most changes: the machine's speed swings). DIR needs no virtual
-environment of its own; do not run make in it with this one linked in (make would install DIR
-editable into it).
+virtual environment (given more than once: ``baseline1``, ``baseline2``... in the order given),
+so that a change's before and after come from one run on one machine (two runs differ by more
+than most changes: the machine's speed swings). DIR needs no virtual environment of its own; do
+not run make in it with this one linked in (make would install DIR editable into it).
 
 Usage: .venv/bin/python bench/throughput.py [--rounds 3] [--duration 10] [--connections 32]
        [--threads 2] [--warmup 2] [--starts 3] [--databases sqlite,postgresql] [--json FILE]
-       [--baseline DIR]
+       [--baseline DIR ...]
 or `make bench BENCH_ARGS="--rounds 1 --duration 3"`. Needs wrk (Debian/Ubuntu: sudo apt-get
 install wrk).
 """
@@ -84,7 +84,7 @@ STARTUP_SECONDS = 60
 SEED_TASKS = 200
 LIVE = "/api/v1/health/live"
 SCENARIOS = ("live", "list", "list-key", "insert", "get-etag")
-APPS = ("bare", "powerstrip")  # and "baseline" with --baseline
+APPS = ("bare", "powerstrip")  # and "baseline" (or baseline1, baseline2...) with --baseline
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")  # medians over rounds, and ratios
 DATABASES = ("sqlite", "postgresql")
 CLOCK_TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
@@ -666,7 +666,7 @@ def bench_database(
         apps = {"bare": bare}
         logins = {}
         for app in names[1:]:
-            root = args.baseline if app == "baseline" else ROOT
+            root = args.baselines.get(app, ROOT)
             apps[app], *login = prepare_powerstrip(
                 folders[app], urls[app] if urls else None, app, root
             )
@@ -700,6 +700,32 @@ def bench_database(
         }
 
 
+def baselines(folders: list[Path], parser: argparse.ArgumentParser) -> dict[str, Path]:
+    """``--baseline`` folders by app name: ``baseline`` for one, ``baseline1``... for more."""
+    named = {}
+    for number, folder in enumerate(folders, start=1):
+        root = folder.resolve()
+        if not (root / "wsgi.py").is_file():
+            parser.error(f"--baseline {root}: no Powerstrip checkout there (no wsgi.py)")
+        named["baseline" if len(folders) == 1 else f"baseline{number}"] = root
+    return named
+
+
+def commit_of(root: Path) -> str:
+    """The commit checked out in ``root`` (``git describe``), or ``?`` where git cannot say."""
+    git = shutil.which("git")
+    if git is None:
+        return "?"
+    described = subprocess.run(
+        [git, "-C", str(root), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return described.stdout.strip() or "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per scenario and app")
@@ -718,15 +744,14 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
+        action="append",
+        default=[],
         help="also run the Powerstrip checked out in this folder (an earlier commit), as "
-        "'baseline', in the same rounds",
+        "'baseline', in the same rounds; given more than once: baseline1, baseline2...",
     )
     args = parser.parse_args()
-    if args.baseline is not None:
-        args.baseline = args.baseline.resolve()
-        if not (args.baseline / "wsgi.py").is_file():
-            parser.error(f"--baseline {args.baseline}: no Powerstrip checkout there (no wsgi.py)")
-    args.apps = APPS + (("baseline",) if args.baseline else ())
+    args.baselines = baselines(args.baseline, parser)
+    args.apps = APPS + tuple(args.baselines)
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     if unknown := set(databases) - set(DATABASES):
         parser.error(f"unknown databases: {', '.join(sorted(unknown))}")
@@ -740,13 +765,18 @@ def main() -> None:
     settings = vars(args) | {
         "worker_class": worker_class(),
         "json": str(args.json) if args.json else None,
-        "baseline": str(args.baseline) if args.baseline else None,
+        "baseline": [str(folder) for folder in args.baseline],
+        "baselines": {name: str(root) for name, root in args.baselines.items()},
         "apps": list(args.apps),
         "postgres_url": make_url(args.postgres_url).render_as_string(hide_password=True),
     }
     results: dict[str, Any] = {"settings": settings}
     threads = f" of {THREADS} threads" if worker_class() == "gthread" else ""
-    print(f"{', '.join(args.apps)}: {WORKERS} gunicorn {worker_class()} workers{threads} each\n")
+    print(f"{', '.join(args.apps)}: {WORKERS} gunicorn {worker_class()} workers{threads} each")
+    for app, root in {"powerstrip": ROOT, **args.baselines}.items():
+        settings.setdefault("commits", {})[app] = commit_of(root)
+        print(f"{app}: {root} at {settings['commits'][app]}")
+    print()
     for database in databases:
         reason = postgres_unreachable(args.postgres_url) if database == "postgresql" else None
         if reason is not None:
