@@ -310,7 +310,7 @@ def _observe(
     """Tracing (if the OTEL_* variables or ``span_exporter`` ask) and metrics (if enabled)."""
     # Before the host's other hooks: the request's span is current when they run and log.
     traced = tracing.init_app(app, database.engine, owners, os.environ, span_exporter)
-    if measured is not None:  # second: a request another hook refuses is measured too
+    if measured is not None:  # second: its after-request hook sees the status the others leave
         metrics.init_app(app, measured, owners)
         measured.record_plugins(
             metadata.version("powerstrip"),

@@ -101,8 +101,8 @@ def check_host(trusted: Sequence[str]) -> Response | None:
 
 
 def init_app(app: Flask, config: HostConfig) -> None:
-    """Serve only ``TRUSTED_HOSTS`` (if set); call right after the logging and metrics hooks
-    and before any other (a refused host is measured and logged, nothing else runs)."""
+    """Serve only ``TRUSTED_HOSTS`` (if set); call right after logging and metrics are set up
+    and before any other hook (a refused host is measured and logged, nothing else runs)."""
     trusted = config.TRUSTED_HOSTS
     if not trusted and config.is_production:
         log.warning(

@@ -270,9 +270,9 @@ def plugin_of(rule: Rule | None, owners: Mapping[str, str]) -> str:
 
 class InFlight:
     """WSGI middleware: a request is in the in-flight gauge from the moment it comes in until
-    the app has returned its answer (Flask's teardown hooks run by then, as for a hook's
-    count; a streamed body is still being sent). A WSGI layer rather than a before-request
-    and a teardown hook: no hook to call and no request proxy to ask, twice a request."""
+    the app has returned its answer (Flask has run its teardown hooks by then; a streamed
+    body may still be on its way). A WSGI layer rather than a before-request and a teardown
+    hook: no hook to call and no request proxy to ask, twice a request."""
 
     def __init__(self, wsgi_app: WSGIApplication, gauge: Gauge) -> None:
         self._wsgi_app = wsgi_app
@@ -290,9 +290,10 @@ class InFlight:
 def init_app(app: Flask, metrics: Metrics, owners: Mapping[str, str]) -> None:
     """Measure every request: count, latency and in-flight, by plugin and route rule.
 
-    ``owners``: blueprint name -> plugin name (the host's own routes are ``host``). Call after
-    ``logs.init_app``: the latency counts from the moment :class:`~app.logs.RequestIds` saw
-    the request come in, as the access record's duration does.
+    ``owners``: blueprint name -> plugin name (the host's own routes are ``host``). The
+    latency counts from the moment :class:`~app.logs.RequestIds` (``logs.init_app``) saw the
+    request come in, as the access record's duration does; a request it never saw (a test's
+    request context) counts from its after-request hook.
     """
     app.extensions[METRICS] = metrics
     requests, latency, rejections = metrics.requests, metrics.latency, metrics.rejections

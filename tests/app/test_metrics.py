@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import text
 
 from app import metrics
@@ -18,6 +19,9 @@ from app.metrics import METRICS, Metrics, PluginFamilies
 from powerstrip import EventBus
 from powerstrip.testing import AppFactory
 from tests.support import parse_samples
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 HELLO = "/api/v1/hello/greetings"
 
@@ -62,19 +66,32 @@ def test_a_request_is_in_flight_until_it_is_answered(powerstrip_make_app: AppFac
         during.append(samples(app)["powerstrip_http_requests_in_flight"])
         raise RuntimeError("a view's bug")
 
+    class Unsendable(Response):
+        def __call__(self, _environ: WSGIEnvironment, _start: StartResponse) -> Any:
+            raise RuntimeError("an answer that cannot be sent")
+
+    @app.route("/probe/escapes")
+    def escapes() -> Response:
+        during.append(samples(app)["powerstrip_http_requests_in_flight"])
+        return Unsendable("x")
+
     client = app.test_client()
     assert client.get("/probe/in-flight").status_code == 200
     assert samples(app)["powerstrip_http_requests_in_flight"] == 0
-    assert client.get("/probe/fails").status_code == 500
-    assert during == [1, 1]
+    assert client.get("/probe/fails").status_code == 500  # the app's own error handler
+    assert samples(app)["powerstrip_http_requests_in_flight"] == 0
+    # Out of the app, through every middleware: the outermost (LastResort) answers it.
+    assert client.get("/probe/escapes").status_code == 500
+    assert during == [1, 1, 1]
     assert samples(app)["powerstrip_http_requests_in_flight"] == 0
 
 
 def test_latency_counts_from_the_request_coming_in(
     powerstrip_make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As the access record's duration does: from the WSGI entry, before Flask's own work and
-    every before-request hook (a clock that reads 100.0 once, then 100.25)."""
+    """As the access record's duration does: from the moment RequestIds saw it come in,
+    before Flask's own work and every before-request hook (a clock that reads 100.0 once,
+    then 100.25)."""
     app = powerstrip_make_app("health")
     client = app.test_client()
     readings = iter([100.0])
