@@ -13,7 +13,7 @@ one project, then runs wrk in interleaved rounds (bare, powerstrip, bare, powers
   the bare app runs too; without it Powerstrip pages by number, COUNT plus OFFSET);
 - list-key: the same list with an API key (Powerstrip only: the bare figures are its `list`);
 - insert: `POST /api/v1/tasks/projects/<id>/tasks`, a validated JSON body (wrk.lua); Powerstrip
-  also checks the caller's membership and writes the activity feed's row after the commit;
+  also checks the caller's membership and writes the activity feed's row in the same transaction;
 - get-etag: `GET /api/v1/tasks/projects/<id>/tasks/<task_id>`, one task with its ETag.
 
 on SQLite (a fresh file in each app's temporary folder) and PostgreSQL (a fresh `bench_<random>`
@@ -42,9 +42,14 @@ so that a change's before and after come from one run on one machine (two runs d
 than most changes: the machine's speed swings). DIR needs no virtual environment of its own; do
 not run make in it with this one linked in (make would install DIR editable into it).
 
+``--yardstick observed`` measures against the bare app doing, the plain way, the work Powerstrip
+does on every request beyond the bare app's (request ids, a JSON access line, Prometheus
+metrics, the insert's activity entry: bench/bare/bare_app.py). Issue 14's targets are against
+the plain one (the default).
+
 Usage: .venv/bin/python bench/throughput.py [--rounds 3] [--duration 10] [--connections 32]
        [--threads 2] [--warmup 2] [--starts 3] [--databases sqlite,postgresql] [--json FILE]
-       [--baseline DIR ...]
+       [--baseline DIR ...] [--yardstick plain|observed]
 or `make bench BENCH_ARGS="--rounds 1 --duration 3"`. Needs wrk (Debian/Ubuntu: sudo apt-get
 install wrk).
 """
@@ -321,12 +326,17 @@ def prepare_powerstrip(
     return App(name, command, env, folder, root), email, password
 
 
-def prepare_bare(folder: Path, database_url: str | None) -> tuple[App, int]:
-    """Create the bare app's tables and project; the project's id."""
+def prepare_bare(
+    folder: Path, database_url: str | None, *, observed: bool = False
+) -> tuple[App, int]:
+    """Create the bare app's tables and project; the project's id. ``observed``: the bare app
+    with request ids, an access line, metrics and activity entries (``BARE_OBSERVED``)."""
     url = database_url or f"sqlite:///{folder / 'bare.db'}"
     env = base_env() | {"BARE_DATABASE_URL": url}
     flask = [sys.executable, "-m", "flask", "--app", "bench.bare.bare_app"]
     project_id = int(run([*flask, "init-db"], env))
+    if observed:
+        env["BARE_OBSERVED"] = "1"
     command = [
         str(BIN / "gunicorn"),
         "--config",
@@ -662,7 +672,9 @@ def bench_database(
             for app in names
         }
         say(f"{database}: migrating, creating the admin and the bare app's tables")
-        bare, project_id = prepare_bare(folders["bare"], urls["bare"] if urls else None)
+        bare, project_id = prepare_bare(
+            folders["bare"], urls["bare"] if urls else None, observed=args.yardstick == "observed"
+        )
         apps = {"bare": bare}
         logins = {}
         for app in names[1:]:
@@ -742,6 +754,13 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     parser.add_argument(
+        "--yardstick",
+        choices=["plain", "observed"],
+        default="plain",
+        help="the bare app as issue 14 defines it (plain), or also giving request ids, writing "
+        "an access line, keeping metrics and writing activity entries (observed)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         action="append",
@@ -765,7 +784,7 @@ def main() -> None:
     settings = vars(args) | {
         "worker_class": worker_class(),
         "json": str(args.json) if args.json else None,
-        "baseline": [str(folder) for folder in args.baseline],
+        "baseline": [str(root) for root in args.baselines.values()],
         "baselines": {name: str(root) for name, root in args.baselines.items()},
         "apps": list(args.apps),
         "postgres_url": make_url(args.postgres_url).render_as_string(hide_password=True),
@@ -773,6 +792,8 @@ def main() -> None:
     results: dict[str, Any] = {"settings": settings}
     threads = f" of {THREADS} threads" if worker_class() == "gthread" else ""
     print(f"{', '.join(args.apps)}: {WORKERS} gunicorn {worker_class()} workers{threads} each")
+    if args.yardstick == "observed":
+        print("bare: the observed yardstick (request ids, access line, metrics, activity)")
     for app, root in {"powerstrip": ROOT, **args.baselines}.items():
         settings.setdefault("commits", {})[app] = commit_of(root)
         print(f"{app}: {root} at {settings['commits'][app]}")

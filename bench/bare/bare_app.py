@@ -13,7 +13,17 @@ no access log. Its paths are Powerstrip's, so the requests are the same (but for
   row's version as Powerstrip's ``@conditional`` derives it.
 
 SQLite gets Powerstrip's pragmas (foreign keys, WAL, busy timeout). The database is
-``BARE_DATABASE_URL``. From the repository's root (bench/throughput.py does all of this):
+``BARE_DATABASE_URL``.
+
+With ``BARE_OBSERVED=1`` (``bench/throughput.py --yardstick observed``) it also does, the plain
+way, the work Powerstrip does on every request that a bare app skips, so that the two can be
+compared on equal work: a request id (the caller's ``X-Request-ID`` or a new one, answered),
+one JSON access line on stdout per request (python-json-logger, the fields of Powerstrip's),
+Prometheus counts, latency and in-flight (prometheus-client, multiprocess mode under gunicorn),
+and an activity entry written in the insert's transaction. Still no authentication, no rate
+limiter, no security headers, no plugin host.
+
+From the repository's root (bench/throughput.py does all of this):
 
     BARE_DATABASE_URL=sqlite:////tmp/bare.db .venv/bin/flask --app bench.bare.bare_app init-db
     BARE_DATABASE_URL=sqlite:////tmp/bare.db .venv/bin/gunicorn \
@@ -28,20 +38,25 @@ SQLite gets Powerstrip's pragmas (foreign keys, WAL, busy timeout). The database
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
+import sys
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 import marshmallow as ma
-from flask import Flask, g, url_for
+from flask import Flask, Response, g, request, url_for
 from flask_smorest import Api, Blueprint, abort
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugins.health.schemas import LiveSchema
-from plugins.tasks.models import Member, Project, Task
+from plugins.tasks.models import Activity, Member, Project, Task
 from plugins.tasks.schemas import TaskInSchema, TaskSchema
 
 
@@ -131,6 +146,18 @@ def create_task(body: dict[str, Any], project_id: int) -> tuple[Task, dict[str, 
         task.completed_at = now
     current = session()
     current.add(task)
+    if OBSERVED:  # its activity entry, in the same transaction
+        current.flush()
+        detail = {"task_id": task.id, "title": task.title}
+        current.add(
+            Activity(
+                project_id=project_id,
+                kind="task.created",
+                actor="bench",
+                detail=detail,
+                created_at=now,
+            )
+        )
     current.commit()
     location = url_for("bare.get_task", project_id=project_id, task_id=task.id)
     return task, {"Location": location, "ETag": etag(task)}
@@ -149,12 +176,79 @@ def get_task(project_id: int, task_id: int) -> tuple[Task, dict[str, str]]:
 
 api.register_blueprint(blueprint)
 
+OBSERVED = os.environ.get("BARE_OBSERVED", "") == "1"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def observe(observed: Flask) -> None:
+    """Request ids, a JSON access line, Prometheus RED metrics: the usual hooks."""
+    from prometheus_client import Counter, Gauge, Histogram  # noqa: PLC0415 - after the env
+    from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(levelname)s %(name)s %(process)d %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp=True,
+        )
+    )
+    access = logging.getLogger("bare.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    requests = Counter("bare_http_requests", "Requests", ["route", "method", "status"])
+    latency = Histogram(
+        "bare_http_request_duration_seconds",
+        "Latency",
+        ["route", "method"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
+    )
+    in_flight = Gauge("bare_http_requests_in_flight", "In flight", multiprocess_mode="livesum")
+
+    @observed.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        sent = request.headers.get("X-Request-ID", "")
+        g.request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        in_flight.inc()
+
+    @observed.after_request
+    def finish(response: Response) -> Response:
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "<unmatched>"
+        duration = time.perf_counter() - g.started
+        requests.labels(route, request.method, f"{response.status_code // 100}xx").inc()
+        latency.labels(route, request.method).observe(duration)
+        response.headers["X-Request-ID"] = g.request_id
+        access.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(duration * 1000, 3),
+                "remote_addr": request.remote_addr,
+                "request_id": g.request_id,
+            },
+        )
+        return response
+
+    @observed.teardown_request
+    def end(_exc: BaseException | None) -> None:
+        in_flight.dec()
+
+
+if OBSERVED:
+    observe(app)
+
 
 @app.cli.command("init-db")
 @click.option("--owner", default="bench", help="The project's owner and only member.")
 def init_db(owner: str) -> None:
     """Create the tasks tables and one project; print the project's id."""
-    tables = [Project.__table__, Member.__table__, Task.__table__]
+    tables = [Project.__table__, Member.__table__, Task.__table__, Activity.__table__]
     Project.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]
     now = datetime.now(UTC)
     with sessions() as current:

@@ -9,6 +9,8 @@ tmpfs, a 5 s keep-alive; no access log, no metrics, no preloading.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -20,3 +22,15 @@ keepalive = 5
 errorlog = "-"
 proc_name = "bare"
 control_socket_disable = True  # two servers on one machine would share ~/.gunicorn/gunicorn.ctl
+
+# BARE_OBSERVED (bare_app.py): prometheus-client's multiprocess mode, as Powerstrip's workers
+# run it, in a directory of this server's own (set before the workers import the app).
+if os.environ.get("BARE_OBSERVED") == "1":
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bare-metrics-")
+
+
+def on_exit(_server: object) -> None:
+    """Remove the samples directory made above."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.environ.get("BARE_OBSERVED") == "1" and "bare-metrics-" in directory:
+        shutil.rmtree(directory, ignore_errors=True)
