@@ -3,9 +3,9 @@
     gunicorn --config bench/bare/gunicorn.conf.py bench.bare.bare_app:app
 
 Powerstrip's serving settings that shape throughput (gunicorn.conf.py): GUNICORN_WORKER_CLASS
-(gthread) workers with
-GUNICORN_WORKERS x GUNICORN_THREADS, reuse_port (every worker gets connections), heartbeats on
-tmpfs, a 5 s keep-alive; no access log, no metrics, no preloading.
+(gthread) workers with GUNICORN_WORKERS x GUNICORN_THREADS, reuse_port (every worker gets
+connections), heartbeats on tmpfs, a 5 s keep-alive; no preloading; no access log and no
+metrics unless BARE_OBSERVED=1 (bare_app.py).
 """
 
 import os
