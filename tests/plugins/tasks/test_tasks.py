@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import JSON, Integer, select
+from sqlalchemy import JSON, Integer, event, select
 
 from app.db import DATABASE
 from plugins.tasks.access import MEMBERSHIP_CHANGED
@@ -310,6 +310,35 @@ def test_an_activity_entry_longer_than_its_columns_is_refused(migrated_app: Flas
         repository.record(actor="x" * 64, **entry)
         session.commit()
         assert [entry.actor for entry in repository.activity(1, 10)] == ["x" * 64]
+
+
+def test_an_activity_entry_reads_nothing_back(migrated_app: Flask) -> None:
+    """Nobody reads an entry's id in the request that writes it: its INSERT asks for none
+    (SQLAlchemy would add ``RETURNING id`` on PostgreSQL, and fetch and process the row)."""
+    database = migrated_app.extensions[DATABASE]
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        with database.sessions() as session:
+            TasksRepository(session).record(
+                project_id=1,
+                kind="task.created",
+                actor="1",
+                detail={},
+                created_at=datetime.now(UTC),
+            )
+            session.commit()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    inserts = [
+        statement for statement in seen if statement.startswith("INSERT INTO tasks_activity")
+    ]
+    assert len(inserts) == 1
+    assert "RETURNING" not in inserts[0].upper()
 
 
 def test_a_new_task_answers_the_row_it_wrote(people: People) -> None:
