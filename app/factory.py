@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
@@ -42,6 +43,7 @@ from powerstrip.events import EventBus
 from powerstrip.plugin import InjectorModule, PluginContext
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -68,10 +70,58 @@ class NoCookieSessions(SessionInterface):
         """Never called: Flask saves no ``NullSession``."""
 
 
+# A path werkzeug's ``iri_to_uri`` returns as it is: one leading ``/`` (``//`` would name a
+# host), then only characters its quoting of a path keeps.
+_PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
+# The headers werkzeug quotes, by their lower-case names; it writes the names as here.
+_QUOTED = {"location": "Location", "content-location": "Content-Location"}
+
+
+class PowerstripResponse(Response):
+    """Flask's response, handed to the server without werkzeug's copy of its headers where
+    that copy would be the same list.
+
+    werkzeug's ``get_wsgi_headers`` copies every header into a new ``Headers`` (validating
+    each again), quotes ``Location`` and ``Content-Location`` (``iri_to_uri``; it keeps one of
+    each, so named), drops what a 1xx, 204 or 304 answer must not carry and works out a
+    missing ``Content-Length``: 133 function calls of an insert's answer. An answer of any
+    other status, with its ``Content-Length``, at most one ``Location`` and one
+    ``Content-Location`` (so named), each a path ``iri_to_uri`` leaves as it is, goes out with
+    a copy of its own header list; any other answer goes werkzeug's way.
+    ``tests/app/test_flask_class.py`` holds the two side by side (a werkzeug upgrade that
+    changes its way fails there).
+    """
+
+    def get_wsgi_response(
+        self, environ: WSGIEnvironment
+    ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
+        status = self.status_code
+        if status < 200 or status in (204, 304) or self.autocorrect_location_header:
+            return super().get_wsgi_response(environ)
+        headers = list(self.headers)  # each header validated as it was set; a list of its own
+        length = False
+        quoted: set[str] = set()
+        for key, value in headers:
+            lowered = key.lower()
+            if lowered == "content-length":
+                length = True
+            elif lowered in _QUOTED:
+                if (
+                    lowered in quoted
+                    or key != _QUOTED[lowered]
+                    or _PLAIN_PATH.fullmatch(value) is None
+                ):
+                    return super().get_wsgi_response(environ)
+                quoted.add(lowered)
+        if not length:
+            return super().get_wsgi_response(environ)
+        return self.get_app_iter(environ), self.status, headers
+
+
 class PowerstripFlask(Flask):
     """Flask without cookie sessions (:class:`NoCookieSessions`), asking once per hook, view
-    or error handler whether it is a coroutine function, and its own request hooks fused
-    (:meth:`fuse_request_hooks`).
+    or error handler whether it is a coroutine function, its own request hooks fused
+    (:meth:`fuse_request_hooks`), and answers handed out by :class:`PowerstripResponse`.
 
     Flask asks ``inspect.iscoroutinefunction`` of every one of them on every request (about 25
     a request here, through ``ensure_sync``); the answer of a function never changes, so it is
@@ -80,6 +130,7 @@ class PowerstripFlask(Flask):
 
     SYNCED = 4096
     session_interface = NoCookieSessions()
+    response_class = PowerstripResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

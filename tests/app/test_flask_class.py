@@ -11,7 +11,7 @@ import pytest
 from flask import Flask, Response
 from flask.sessions import NullSession
 
-from app.factory import PowerstripFlask
+from app.factory import PowerstripFlask, PowerstripResponse
 from tests.spies import record_calls
 
 
@@ -145,3 +145,76 @@ def test_fused_hooks_run_as_flasks_own(query: str) -> None:
         seen.append((events, answer.status_code, answer.headers.getlist("X-Order")))
     assert seen[0] == seen[1]
     assert seen[0][0][0] == "b1"  # and the hooks ran at all
+
+
+def _answer(
+    status: int,
+    headers: dict[str, str],
+    body: bytes | Callable[[], Any] = b'{"ok":true}',
+    *,
+    length: bool = True,
+) -> Response:
+    response = PowerstripResponse(body() if callable(body) else body, status=status)
+    if not length:
+        del response.headers["Content-Length"]
+    for name, value in headers.items():
+        for one in value.split("|"):  # "a|b": the header twice
+            response.headers.add(name, one)
+    return response
+
+
+def _streamed() -> Any:
+    yield b"part"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "method", "length"),
+    [
+        (200, {}, "GET", True),
+        (200, {}, "HEAD", True),
+        (201, {"Location": "/api/v1/tasks/projects/1/tasks/2"}, "POST", True),
+        (201, {"Location": "/api/v1/tasks?x=1&y=%20z#f"}, "POST", True),
+        (201, {"Location": "/pfad/\u00e4"}, "POST", True),  # iri_to_uri quotes it
+        (201, {"Location": "/a b"}, "POST", True),
+        (201, {"Location": "//other.example/x"}, "POST", True),
+        (201, {"Location": "https://other.example/x"}, "POST", True),
+        (200, {"Content-Location": "/a/\u00e4"}, "GET", True),
+        (200, {"Location": "/a", "Content-Location": "/b"}, "GET", True),
+        (200, {"Location": "/a|/b"}, "GET", True),  # werkzeug keeps one
+        (200, {"location": "/a"}, "GET", True),  # werkzeug writes "Location"
+        (200, {}, "GET", False),  # no Content-Length: werkzeug works it out
+        (204, {}, "DELETE", True),
+        (304, {"ETag": '"1"', "Content-Type": "application/json"}, "GET", True),
+        (101, {"Upgrade": "websocket"}, "GET", True),
+        (429, {"Retry-After": "3"}, "GET", True),
+    ],
+)
+def test_answers_reach_the_server_as_werkzeug_hands_them(
+    status: int, headers: dict[str, str], method: str, length: bool
+) -> None:
+    """The response class skips werkzeug's copy of the headers only where the copy would be
+    the same: its status, headers and body match werkzeug's own in every case here."""
+    environ = {"REQUEST_METHOD": method, "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+    environ |= {"wsgi.url_scheme": "http", "PATH_INFO": "/", "HTTP_HOST": "localhost"}
+    ours = _answer(status, headers, length=length).get_wsgi_response(environ)
+    theirs = Response.get_wsgi_response(_answer(status, headers, length=length), environ)
+    assert ours[1:] == theirs[1:]
+    assert b"".join(ours[0]) == b"".join(theirs[0])
+
+
+def test_a_streamed_answer_and_an_absolute_location_go_werkzeugs_way() -> None:
+    environ = {"REQUEST_METHOD": "GET", "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+    environ |= {"wsgi.url_scheme": "http", "PATH_INFO": "/x/", "HTTP_HOST": "localhost"}
+    streamed = _answer(200, {}, _streamed, length=False)
+    assert (
+        Response.get_wsgi_response(_answer(200, {}, _streamed, length=False), environ)[2]
+        == (streamed.get_wsgi_response(environ)[2])
+    )
+    corrected = _answer(302, {"Location": "y"})
+    corrected.autocorrect_location_header = True
+    assert dict(corrected.get_wsgi_response(environ)[2])["Location"] == "http://localhost/x/y"
+
+
+def test_the_app_answers_with_its_response_class(app: Flask) -> None:
+    with app.test_request_context():
+        assert isinstance(app.make_response({"a": 1}), PowerstripResponse)
