@@ -15,7 +15,7 @@ event carries the project and the actor (the principal id of whoever made the ch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 SYSTEM_ACTOR = "system"
@@ -34,10 +34,28 @@ class TasksEvent:
     actor: str
 
     def detail(self) -> dict[str, Any]:
-        """The event's own fields (without project and actor), as JSON-ready values."""
-        values = asdict(self)
-        del values["project_id"], values["actor"]
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in values.items()}
+        """The event's own fields (without project and actor), as JSON-ready values: what
+        ``dataclasses.asdict`` gives, a tuple as a list. Plain values (text, numbers, a tuple
+        of them) are taken as they are: ``asdict``'s deep copy of them cost 68 function calls
+        of an insert request's 3,400."""
+        detail: dict[str, Any] = {}
+        for field in fields(self):
+            name = field.name
+            if name in _ENVELOPE:
+                continue
+            value = getattr(self, name)
+            if type(value) is tuple and all(type(item) in _PLAIN for item in value):
+                value = list(value)
+            elif type(value) not in _PLAIN:  # a nested value: copied as asdict copies it
+                values = asdict(self)
+                del values["project_id"], values["actor"]
+                return {key: list(v) if isinstance(v, tuple) else v for key, v in values.items()}
+            detail[name] = value
+        return detail
+
+
+_ENVELOPE = frozenset({"project_id", "actor"})  # every event's; not its detail
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # values asdict() hands back as they are
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

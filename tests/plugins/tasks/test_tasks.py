@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from flask import Flask
@@ -12,6 +13,7 @@ from sqlalchemy import JSON, Integer, event, select
 
 from app.db import DATABASE
 from plugins.tasks.access import MEMBERSHIP_CHANGED
+from plugins.tasks.contracts import ProjectDeleted, TaskCreated, TasksEvent, TaskUpdated
 from plugins.tasks.models import Task
 from plugins.tasks.repository import TasksRepository
 from powerstrip import Problem
@@ -310,6 +312,40 @@ def test_an_activity_entry_longer_than_its_columns_is_refused(migrated_app: Flas
         repository.record(actor="x" * 64, **entry)
         session.commit()
         assert [entry.actor for entry in repository.activity(1, 10)] == ["x" * 64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Nested(TasksEvent):
+    """An event with values asdict() copies deeply (no tasks event has such yet)."""
+
+    kind: ClassVar[str] = "test.nested"
+    pairs: tuple[tuple[str, int], ...]
+    extra: dict[str, list[int]]
+
+
+def _by_asdict(event: TasksEvent) -> dict[str, Any]:
+    values = asdict(event)
+    del values["project_id"], values["actor"]
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in values.items()}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        TaskCreated(project_id=1, actor="2", task_id=3, title="t"),
+        TaskUpdated(project_id=1, actor="2", task_id=3, fields=("title", "labels")),
+        ProjectDeleted(project_id=1, actor="system"),
+        _Nested(project_id=1, actor="2", pairs=(("a", 1),), extra={"b": [2]}),
+    ],
+)
+def test_an_events_detail_is_what_asdict_gives(event: TasksEvent) -> None:
+    detail = event.detail()
+    assert detail == _by_asdict(event)
+    assert "project_id" not in detail
+    assert "actor" not in detail
+    if isinstance(event, _Nested):  # a copy: changing it leaves the event alone
+        detail["extra"]["b"].append(3)
+        assert event.extra == {"b": [2]}
 
 
 def test_an_activity_entry_reads_nothing_back(migrated_app: Flask) -> None:
