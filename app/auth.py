@@ -23,7 +23,7 @@ from powerstrip.auth import (
     remember_principal,
     request_principal,
 )
-from powerstrip.http import API_KEY_HEADER, environ_key
+from powerstrip.http import API_KEY_HEADER, current_request, environ_key
 
 
 def security_schemes(scopes: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -68,14 +68,14 @@ def init_app(
     any_credentials = frozenset().union(*(names for _, names in keys))
 
     def authenticate() -> None:
-        sent = request.environ.keys()  # a view: isdisjoint walks the smaller side
+        sent = current_request().environ.keys()  # a view: isdisjoint walks the smaller side
         if sent.isdisjoint(any_credentials):
             return  # anonymous: no authenticator is even built
         for authenticator, names in keys:
             if sent.isdisjoint(names):
                 continue  # no credentials for it: not even built
             # Building it takes the injector's lock briefly; its I/O runs outside.
-            principal = inj.get(authenticator).authenticate(request)
+            principal = inj.get(authenticator).authenticate(current_request())
             if principal is not None:
                 remember_principal(principal)
                 return

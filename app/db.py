@@ -199,8 +199,11 @@ class Database:
         return session
 
 
+_current_g = g._get_current_object  # flask.g's own lookup of its object, read once
+
+
 def _close_session(_exc: BaseException | None) -> None:
-    for session in g.pop(_SESSION, []):
+    for session in _current_g().pop(_SESSION, []):
         session.close()
 
 

@@ -362,7 +362,7 @@ def init_app(
 
     def settle(response: Response | None) -> None:
         """Store a 2xx answer, or release the claim; log (never raise) if that fails."""
-        claim: Claim | None = request.environ.pop(_CLAIM, None)
+        claim: Claim | None = current_request().environ.pop(_CLAIM, None)
         if claim is None:
             return
         try:

@@ -191,6 +191,8 @@ def _check_body(handled: Request) -> None:
     if not length and not chunked:
         return
     maximum = handled.max_content_length
+    if maximum is not None:  # werkzeug's read of the body asks again: the app's config, kept
+        handled.max_content_length = maximum
     if length and maximum is not None and length > maximum:
         raise Problem(413, f"The request body exceeds the limit of {maximum} bytes.")
     if not handled.is_json:

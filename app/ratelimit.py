@@ -26,7 +26,7 @@ from operator import methodcaller
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g
 from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 from flask_limiter.util import get_qualified_name, get_remote_address
 from limits import parse_many
@@ -37,6 +37,7 @@ from app import counters
 from app.config import HostConfig
 from app.metrics import METRICS, Metrics
 from powerstrip.contracts import HealthCheck
+from powerstrip.http import current_request
 from powerstrip.problems import Problem
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class _RouteLimit:
 
 _ITS_OWN = "its own"  # a route flask-limiter's own check handles (see RequestLimits)
 _Route = tuple[_RouteLimit, ...] | str
+_current_g = g._get_current_object  # flask.g's own lookup of its object, read once
 _STATE = "powerstrip_rate_limit"  # in flask.g: (limit, remaining, reset) or _ITS_OWN
 
 
@@ -236,7 +238,7 @@ class RequestLimits:
 
     def check(self) -> None:
         """Count the request against its route's limits; a 429 past one of them."""
-        endpoint = request.endpoint
+        endpoint = current_request().endpoint
         route = self._routes.get(endpoint)
         if route is None:
             route = self._route(endpoint)
@@ -262,7 +264,7 @@ class RequestLimits:
 
     def headers(self, response: Response) -> Response:
         """The ``X-RateLimit-*`` headers of the request's limit; ``Retry-After`` on a 429."""
-        state = g.pop(_STATE, None)
+        state = _current_g().pop(_STATE, None)
         if state is None:
             return response
         if state is _ITS_OWN:
