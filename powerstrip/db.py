@@ -143,7 +143,10 @@ def refuse_long_strings(table: Table, values: Mapping[str, Any]) -> None:
     """Raise the 422 :class:`Problem` a model's INSERT or UPDATE raises for a string longer
     than its column, for ``values`` a Core statement writes into ``table`` (it fires no ORM
     event): ``refuse_long_strings(Note.__table__, values)`` before ``insert(...)``."""
-    _refuse_too_long((name, table.c[name], value) for name, value in values.items())
+    columns = table.c  # looked up only for text: a number or a date has no length to exceed
+    _refuse_too_long(
+        (name, columns[name], value) for name, value in values.items() if type(value) is str
+    )
 
 
 def _refuse_too_long(written: Iterable[tuple[str, ColumnElement[Any], Any]]) -> None:
