@@ -143,8 +143,11 @@ def refuse_long_strings(table: Table, values: Mapping[str, Any]) -> None:
     """Raise the 422 :class:`Problem` a model's INSERT or UPDATE raises for a string longer
     than its column, for ``values`` a Core statement writes into ``table`` (it fires no ORM
     event): ``refuse_long_strings(Note.__table__, values)`` before ``insert(...)``."""
-    columns = table.c  # looked up only for text: a number or a date has no length to exceed
-    _refuse_too_long(
+    columns = table.c
+    unknown = values.keys() - columns.keys()
+    if unknown:  # a misspelt column: the INSERT would drop its value without a word
+        raise KeyError(", ".join(sorted(unknown)))
+    _refuse_too_long(  # only text has a length to exceed: a number or a date is not looked up
         (name, columns[name], value) for name, value in values.items() if type(value) is str
     )
 

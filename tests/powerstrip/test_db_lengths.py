@@ -70,3 +70,11 @@ def test_values_for_a_core_statement_are_checked_as_a_models_are() -> None:
     }
     # At the limit, unbounded text and values that are not strings pass.
     refuse_long_strings(table, {"name": "x" * 200, "description": "d" * 10_000, "id": 7})
+
+
+@pytest.mark.parametrize("value", [7, "x", None])
+def test_a_column_the_table_lacks_is_refused_whatever_its_value(value: object) -> None:
+    """A misspelt name would be dropped by the INSERT without a word: refused here."""
+    table = cast(Table, Project.__table__)
+    with pytest.raises(KeyError, match="nmae"):
+        refuse_long_strings(table, {"nmae": value, "owner": "o"})
