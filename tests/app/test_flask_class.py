@@ -163,6 +163,16 @@ def _answer(
     return response
 
 
+_ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "SERVER_NAME": "localhost",
+    "SERVER_PORT": "80",
+    "wsgi.url_scheme": "http",
+    "PATH_INFO": "/",
+    "HTTP_HOST": "localhost",
+}
+
+
 def _streamed() -> Any:
     yield b"part"
 
@@ -194,25 +204,40 @@ def test_answers_reach_the_server_as_werkzeug_hands_them(
 ) -> None:
     """The response class skips werkzeug's copy of the headers only where the copy would be
     the same: its status, headers and body match werkzeug's own in every case here."""
-    environ = {"REQUEST_METHOD": method, "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
-    environ |= {"wsgi.url_scheme": "http", "PATH_INFO": "/", "HTTP_HOST": "localhost"}
+    environ = _ENVIRON | {"REQUEST_METHOD": method}
     ours = _answer(status, headers, length=length).get_wsgi_response(environ)
     theirs = Response.get_wsgi_response(_answer(status, headers, length=length), environ)
     assert ours[1:] == theirs[1:]
     assert b"".join(ours[0]) == b"".join(theirs[0])
 
 
-def test_a_streamed_answer_and_an_absolute_location_go_werkzeugs_way() -> None:
-    environ = {"REQUEST_METHOD": "GET", "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
-    environ |= {"wsgi.url_scheme": "http", "PATH_INFO": "/x/", "HTTP_HOST": "localhost"}
-    streamed = _answer(200, {}, _streamed, length=False)
-    assert (
-        Response.get_wsgi_response(_answer(200, {}, _streamed, length=False), environ)[2]
-        == (streamed.get_wsgi_response(environ)[2])
-    )
-    corrected = _answer(302, {"Location": "y"})
+def _headers_copied(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    return record_calls(monkeypatch, Response, "get_wsgi_headers")
+
+
+@pytest.mark.parametrize(
+    ("answer", "copied"),
+    [
+        (lambda: _answer(200, {}), False),
+        (lambda: _answer(201, {"Location": "/api/v1/x/1"}), False),
+        (lambda: _answer(200, {}, _streamed, length=False), True),
+        (lambda: _answer(201, {"Location": "/a b"}), True),
+        (lambda: _answer(204, {}), True),
+    ],
+)
+def test_werkzeugs_copy_of_the_headers_is_skipped_only_where_it_changes_nothing(
+    answer: Callable[[], Response], copied: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _headers_copied(monkeypatch)
+    answer().get_wsgi_response(_ENVIRON)
+    assert bool(calls) is copied
+
+
+def test_a_location_made_absolute_goes_werkzeugs_way() -> None:
+    environ = _ENVIRON | {"PATH_INFO": "/x/"}
+    corrected = _answer(302, {"Location": "/y"})  # a plain path: only the setting says no
     corrected.autocorrect_location_header = True
-    assert dict(corrected.get_wsgi_response(environ)[2])["Location"] == "http://localhost/x/y"
+    assert dict(corrected.get_wsgi_response(environ)[2])["Location"] == "http://localhost/y"
 
 
 def test_the_app_answers_with_its_response_class(app: Flask) -> None:
