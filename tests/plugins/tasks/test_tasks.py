@@ -324,14 +324,14 @@ class _Nested(TasksEvent):
     extra: dict[str, list[int]]
 
 
-def _by_asdict(event: TasksEvent) -> dict[str, Any]:
-    values = asdict(event)
+def _by_asdict(published: TasksEvent) -> dict[str, Any]:
+    values = asdict(published)
     del values["project_id"], values["actor"]
     return {key: list(v) if isinstance(v, tuple) else v for key, v in values.items()}
 
 
 @pytest.mark.parametrize(
-    "event",
+    "published",
     [
         TaskCreated(project_id=1, actor="2", task_id=3, title="t"),
         TaskUpdated(project_id=1, actor="2", task_id=3, fields=("title", "labels")),
@@ -339,14 +339,14 @@ def _by_asdict(event: TasksEvent) -> dict[str, Any]:
         _Nested(project_id=1, actor="2", pairs=(("a", 1),), extra={"b": [2]}),
     ],
 )
-def test_an_events_detail_is_what_asdict_gives(event: TasksEvent) -> None:
-    detail = event.detail()
-    assert detail == _by_asdict(event)
+def test_an_events_detail_is_what_asdict_gives(published: TasksEvent) -> None:
+    detail = published.detail()
+    assert detail == _by_asdict(published)
     assert "project_id" not in detail
     assert "actor" not in detail
-    if isinstance(event, _Nested):  # a copy: changing it leaves the event alone
+    if isinstance(published, _Nested):  # a copy: changing it leaves the event alone
         detail["extra"]["b"].append(3)
-        assert event.extra == {"b": [2]}
+        assert published.extra == {"b": [2]}
 
 
 def test_an_activity_entry_reads_nothing_back(migrated_app: Flask) -> None:
