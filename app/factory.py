@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import injector
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app import (
     api,
@@ -91,6 +92,17 @@ class PowerstripResponse(Response):
     ``tests/app/test_flask_class.py`` holds the two side by side (a werkzeug upgrade that
     changes its way fails there).
     """
+
+    @classmethod
+    def force_type(
+        cls, response: WerkzeugResponse, environ: WSGIEnvironment | None = None
+    ) -> Response:
+        """A view's own ``flask.Response`` (a subclass a plugin made, say) as it is, as Flask
+        keeps one of its ``response_class``: werkzeug's ``force_type`` would make it this
+        class, and its overrides would be lost. Anything else as werkzeug converts it."""
+        if isinstance(response, Response):
+            return response
+        return cast(Response, super().force_type(response, environ))  # made this class
 
     def get_wsgi_response(
         self, environ: WSGIEnvironment

@@ -10,6 +10,7 @@ import flask.app
 import pytest
 from flask import Flask, Response
 from flask.sessions import NullSession
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.factory import PowerstripFlask, PowerstripResponse
 from tests.spies import record_calls
@@ -243,3 +244,34 @@ def test_a_location_made_absolute_goes_werkzeugs_way() -> None:
 def test_the_app_answers_with_its_response_class(app: Flask) -> None:
     with app.test_request_context():
         assert isinstance(app.make_response({"a": 1}), PowerstripResponse)
+
+
+class _OwnAnswer(Response):
+    """A plugin's own response class, with an override of its own."""
+
+    default_mimetype = "text/csv"
+
+    def get_wsgi_response(self, environ: Any) -> Any:
+        app_iter, status, headers = super().get_wsgi_response(environ)
+        return app_iter, status, [*headers, ("X-Own", "1")]
+
+
+def test_a_views_own_response_class_is_kept(app: Flask) -> None:
+    """Flask keeps a view's ``flask.Response`` of any class: werkzeug's ``force_type`` would
+    make it the app's response class, and the view's overrides would be lost."""
+
+    @app.route("/probe/own")
+    def own() -> Response:
+        return _OwnAnswer("a,b")
+
+    @app.route("/probe/werkzeugs")
+    def werkzeugs() -> Any:
+        return WerkzeugResponse("w")
+
+    answer = app.test_client().get("/probe/own")
+    assert answer.headers["X-Own"] == "1"
+    assert answer.mimetype == "text/csv"
+    with app.test_request_context():
+        converted = app.make_response(WerkzeugResponse("w"))
+    assert isinstance(converted, PowerstripResponse)  # werkzeug's own: made the app's, as before
+    assert app.test_client().get("/probe/werkzeugs").get_data() == b"w"
