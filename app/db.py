@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
+from app import sqlite
 from powerstrip.contracts import HealthCheck
 from powerstrip.db import UnitOfWork
 
@@ -39,7 +40,7 @@ def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={round(sqlite.BUSY_TIMEOUT_SECONDS * 1000)}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
@@ -109,8 +110,9 @@ def make_engine(
     sqlite_synchronous: str = "FULL",
     ping_after_idle: float = 0.0,
 ) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL, a busy timeout and
-    ``sqlite_synchronous`` (FULL or NORMAL).
+    """An engine for ``url``; SQLite gets foreign keys, WAL, a busy timeout,
+    ``sqlite_synchronous`` (FULL or NORMAL) and, in a file, writers queued in the order they
+    come (:mod:`app.sqlite`).
 
     :param on_wait: told the seconds each connection checkout waited (metrics)
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
@@ -124,6 +126,9 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
         options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if not in_memory:  # writers queue for the write lock (app.sqlite)
+            writers = sqlite.Writers(str(parsed.database))
+            options["connect_args"]["factory"] = sqlite.connection_class(writers)
         if in_memory:
             options["poolclass"] = StaticPool  # one connection, or every checkout is a new DB
         elif on_wait is not None:
