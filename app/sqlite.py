@@ -1,4 +1,4 @@
-"""SQLite specifics: writers queue for the database's write lock in the order they come.
+"""SQLite specifics: writers queue for the database's write lock instead of polling for it.
 
 SQLite lets one connection write at a time. A writer that finds the lock taken waits in
 SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms
@@ -9,20 +9,24 @@ locked" (a 503). Under a steady stream of writes that is the tail of every write
 for the whole 5 s).
 
 :class:`Writers` queues them instead: a connection about to write takes, in this order, a
-lock of its process (its threads wake in turn as it is released) and an ``flock`` of a file
-beside the database (``<database>-writers``, shared by every process writing through this
-module), and keeps both until its transaction ends (commit, rollback or close). A writer then
-finds SQLite's own lock free, so it never sleeps in the busy handler, and waits at most
+lock of its process and an ``flock`` of a file beside the database (``<database>-writers``,
+shared by every process writing through this module), and keeps both until its transaction
+ends (commit, rollback or close). Both are woken by the kernel as soon as they are free, so
+writers go roughly in the order they come (neither lock promises strict order), and a writer
+finds SQLite's own lock free instead of sleeping in the busy handler. It waits at most
 ``timeout`` seconds in the queue: past it, the same "database is locked" error SQLite gives.
 
 The queue only orders writers: SQLite's lock still guards the data. A process that does not
-queue (the ``sqlite3`` shell, another program) still gets SQLite's lock as before, and if the
-queue cannot work (a file system without ``flock``) writers wait in SQLite's busy handler as
-before.
+queue (the ``sqlite3`` shell, another program) still takes SQLite's lock; a writer that meets
+it held waits in the busy handler too, up to ``busy_timeout`` more. Statements the queue does
+not recognise as writes (``VACUUM``, ``ANALYZE``, a writing ``PRAGMA``, ``executescript``) take
+SQLite's lock the same way. If ``flock`` does not work on the file system, writers queue only
+on their process's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -34,7 +38,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +50,19 @@ IDLE_SECONDS = 10.0
 SUFFIX = "-writers"
 """The queue's file: the database's path with this after it, as SQLite's ``-wal``."""
 
-# A statement that may take the write lock: DML (a CTE may hold one), a write transaction's
-# BEGIN, DDL. A read taken for one leaves the queue again right after it ran (see _Cursor).
-_WRITES = re.compile(
-    r"\s*(?:INSERT|UPDATE|DELETE|REPLACE|WITH|CREATE|DROP|ALTER|BEGIN\s+(?:IMMEDIATE|EXCLUSIVE))\b",
-    re.IGNORECASE,
-)
+# A statement that may take the write lock, after any comments: DML, a write transaction's
+# BEGIN, DDL, or a CTE with DML after it (_DML). A statement taken for a write that ran none
+# leaves the queue right after it ran (see _Cursor).
+_COMMENTS = r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+_WRITE_KEYWORDS = r"INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|BEGIN\s+(?:IMMEDIATE|EXCLUSIVE)"
+_WRITES = re.compile(rf"{_COMMENTS}(?:({_WRITE_KEYWORDS})|WITH)\b", re.IGNORECASE | re.DOTALL)
+_DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+def writes(sql: str) -> bool:
+    """Whether ``sql`` may take the write lock (a read-only CTE does not)."""
+    found = _WRITES.match(sql)
+    return found is not None and (found.group(1) is not None or _DML.search(sql) is not None)
 
 
 class _Doorman:
@@ -70,7 +82,9 @@ class _Doorman:
             self._fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as error:
             raise sqlite3.OperationalError(f"cannot open {path}: {error}") from None
-        weakref.finalize(self, os.close, self._fd)
+        # Not at exit: a connection dropped then may still let go of the file (the process's
+        # end closes it).
+        weakref.finalize(self, os.close, self._fd).atexit = False
         self._changed = threading.Condition()
         self._wanted = False  # a writer waits for the file
         self._handed = False  # the doorman holds the file for that writer
@@ -88,23 +102,28 @@ class _Doorman:
                     return True
                 except BlockingIOError:
                     pass
-            self._wanted = True
             if not self._running:
-                self._running = True
                 threading.Thread(target=self._serve, name="sqlite-writers", daemon=True).start()
-            else:
-                self._changed.notify_all()
-            got = self._changed.wait_for(
-                lambda: self._handed or self._failed is not None,
-                timeout=max(deadline - time.monotonic(), 0.0),
-            )
-            failed, self._failed = self._failed, None
-            handed = self._handed
-            self._wanted = self._handed = False
+                self._running = True  # (a thread that could not start leaves it False)
+            self._wanted = True
             self._changed.notify_all()
+            interrupted = True  # until the wait returns: an exception in it (a signal's)
+            try:
+                self._changed.wait_for(
+                    lambda: self._handed or self._failed is not None,
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                )
+                interrupted = False
+            finally:  # handed over, failed, given up or interrupted: the next writer starts anew
+                failed, self._failed = self._failed, None
+                handed = self._handed
+                self._wanted = self._handed = False
+                self._changed.notify_all()
+                if handed and interrupted:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)  # nobody will use it
             if failed is not None and not handed:
                 raise failed
-            return bool(got) and handed
+            return handed
 
     def _serve(self) -> None:
         with self._changed:
@@ -124,7 +143,9 @@ class _Doorman:
                     self._changed.acquire()
                     self._in_flock = False
                 if failed is not None:
-                    self._failed, self._running = failed, False
+                    if self._wanted:  # else nobody to tell: the next writer meets it anew
+                        self._failed = failed
+                    self._running = False
                     self._changed.notify_all()
                     return
                 if not self._wanted:  # its writer gave up before the file was free
@@ -177,7 +198,10 @@ class Writers:
         return process
 
     def release(self, process: _Process) -> None:
-        """End a hold :meth:`acquire` returned."""
+        """End a hold :meth:`acquire` returned (in this process: a forked child dropping its
+        copy of a parent's connection must not let go of the parent's hold)."""
+        if process.pid != os.getpid():
+            return
         try:
             if process.doorman is not None and not self._unqueued:
                 process.doorman.let_go()
@@ -219,7 +243,7 @@ class _Cursor(sqlite3.Cursor):
 
     def _queued(self, run: Callable[[str, Any], object], sql: str, arguments: Any) -> None:
         connection = self.connection
-        if connection.hold is None and _WRITES.match(sql):
+        if connection.hold is None and writes(sql):
             connection.hold = connection.writers.acquire()
         try:
             run(sql, arguments)
@@ -252,17 +276,42 @@ class Connection(sqlite3.Connection):
         if hold is not None:
             self.writers.release(hold)
 
+    def _ended(self) -> None:
+        """Leave the queue if no transaction is open (one that failed to end keeps it)."""
+        if self.hold is not None and not self.in_transaction:
+            self.let_go()
+
     def commit(self) -> None:
         try:
             super().commit()
         finally:
-            self.let_go()
+            self._ended()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            self.let_go()
+            self._ended()
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        """``sqlite3.Connection.executescript``, which commits first (not queued itself)."""
+        try:
+            return super().executescript(sql_script)
+        finally:
+            self._ended()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+        /,
+    ) -> Literal[False]:
+        """``with connection:`` commits or rolls back without :meth:`commit`/:meth:`rollback`."""
+        try:
+            return super().__exit__(kind, error, trace)
+        finally:
+            self._ended()
 
     def close(self) -> None:
         try:
@@ -271,8 +320,10 @@ class Connection(sqlite3.Connection):
             self.let_go()
 
     def __del__(self) -> None:
-        """A connection dropped without being closed (its transaction ends with it) leaves
-        the queue too: otherwise every later writer would wait until its deadline."""
+        """A connection dropped without being closed leaves the queue too, once SQLite has
+        let go of its lock: otherwise every later writer would wait until its deadline."""
+        with contextlib.suppress(sqlite3.Error):  # (another thread's, say)
+            super().close()
         self.let_go()
 
 

@@ -251,14 +251,44 @@ def test_the_queue_is_held_until_the_transaction_ends(
 
 
 @pytest.mark.parametrize(
-    "statement",
+    ("statement", "queued"),
     [
-        "WITH x AS (SELECT 1 AS a) SELECT a FROM x",  # may write, does not: left at once
-        "CREATE TABLE u (a INTEGER)",  # DDL, autocommitted
-        "  insert into t values (5)",  # a write: held
+        ("INSERT INTO t VALUES (1)", True),
+        ("  /* a comment */ -- and another\n insert into t values (1)", True),
+        ("WITH x AS (SELECT 1 AS a) INSERT INTO t SELECT a FROM x", True),
+        ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", False),  # reads never wait for writers
+        ("CREATE TABLE u (a INTEGER)", True),
+        ("BEGIN IMMEDIATE", True),
+        ("BEGIN", False),
+        ("SELECT * FROM t", False),
     ],
 )
-def test_a_statement_that_leaves_no_transaction_leaves_the_queue(
+def test_what_queues(engine: Engine, path: str, statement: str, queued: bool) -> None:
+    other = sqlite.Writers(path)  # another process's writer holds the file
+    held = other.acquire()
+    connection = raw(engine)
+    writers_of(connection).timeout = 0.05
+    try:
+        if queued:
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                connection.execute(statement)
+        else:
+            connection.execute(statement)
+        assert connection.hold is None
+    finally:
+        connection.rollback()
+        other.release(held)
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "WITH x AS (SELECT 1 AS a) INSERT INTO t SELECT a FROM x",  # held: a transaction
+        "CREATE TABLE u (a INTEGER)",  # DDL, autocommitted: left at once
+    ],
+)
+def test_the_queue_is_held_exactly_while_a_transaction_is_open(
     engine: Engine, statement: str
 ) -> None:
     connection = raw(engine)
@@ -269,10 +299,31 @@ def test_a_statement_that_leaves_no_transaction_leaves_the_queue(
     connection.close()
 
 
-def test_executemany_outside_a_transaction_leaves_the_queue(engine: Engine) -> None:
+def test_executemany_outside_a_transaction_queues_and_leaves_the_queue(
+    engine: Engine, path: str
+) -> None:
     connection = raw(engine)
     connection.isolation_level = None  # autocommit: every write is its own transaction
+    other = sqlite.Writers(path)
+    held = other.acquire()
+    writers_of(connection).timeout = 0.05
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        connection.executemany("INSERT INTO t VALUES (?)", [(7,), (8,)])
+    other.release(held)
     connection.executemany("INSERT INTO t VALUES (?)", [(7,), (8,)])
+    assert connection.hold is None
+    assert count(engine) == 2
+    connection.close()
+
+
+def test_a_with_block_and_executescript_leave_the_queue(engine: Engine) -> None:
+    connection = raw(engine)
+    with connection:  # commits in C, not through commit()
+        connection.execute("INSERT INTO t VALUES (1)")
+        assert connection.hold is not None
+    assert connection.hold is None
+    connection.execute("INSERT INTO t VALUES (2)")
+    connection.executescript("SELECT 1;")  # commits first
     assert connection.hold is None
     assert count(engine) == 2
     connection.close()
@@ -368,8 +419,7 @@ def test_a_writer_that_gave_up_leaves_the_file_to_the_next(path: str) -> None:
     held = other.acquire()
     mine = sqlite.Writers(path, timeout=0.05)
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
-        mine.acquire()  # gave up; its doorman still waits in flock
-    assert doorman_of(mine)._in_flock
+        mine.acquire()  # gave up; its doorman may still wait in flock
     mine.timeout = DEADLINE
     holds: list[Any] = []
     thread = threading.Thread(target=lambda: holds.append(mine.acquire()))
@@ -444,3 +494,58 @@ def test_a_connection_dropped_without_closing_leaves_the_queue(engine: Engine, p
     other = sqlite.Writers(path, timeout=DEADLINE)
     other.release(other.acquire())
     assert count(engine) == 0  # its transaction went with it
+
+
+def _drop_a_held_connection(connection: sqlite.Connection) -> None:
+    del connection
+    gc.collect()
+
+
+def test_a_forked_child_dropping_its_copy_of_a_held_connection_keeps_the_parents_hold(
+    engine: Engine, path: str
+) -> None:
+    connection = raw(engine)
+    connection.execute("INSERT INTO t VALUES (1)")
+    assert connection.hold is not None
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_drop_a_held_connection, args=(connection,))
+    child.start()
+    child.join(DEADLINE)
+    assert child.exitcode == 0
+    other = sqlite.Writers(path, timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        other.acquire()  # still the parent's
+    connection.commit()
+    other.release(other.acquire())
+    connection.close()
+
+
+class InterruptedWaitError(Exception):
+    """What a signal's handler raises, say."""
+
+
+@pytest.mark.parametrize("handed_first", [False, True])
+def test_a_wait_interrupted_by_an_exception_leaves_the_doorman_ready(
+    path: str, monkeypatch: pytest.MonkeyPatch, handed_first: bool
+) -> None:
+    other = sqlite.Writers(path)
+    held = other.acquire()
+    doorman = sqlite._Doorman(f"{path}{sqlite.SUFFIX}")
+    monkeypatch.setattr(doorman, "_serve", lambda: None)  # no doorman thread: the test is it
+
+    def interrupted_wait(_predicate: Any, timeout: float | None = None) -> bool:
+        if handed_first:  # the doorman handed the file over just before the exception
+            other.release(held)
+            sqlite.fcntl.flock(doorman._fd, sqlite.fcntl.LOCK_EX)
+            doorman._handed = True
+        raise InterruptedWaitError
+
+    monkeypatch.setattr(doorman._changed, "wait_for", interrupted_wait)
+    with pytest.raises(InterruptedWaitError):
+        doorman.take(time.monotonic() + DEADLINE)
+    assert not doorman._wanted
+    assert not doorman._handed
+    if not handed_first:
+        other.release(held)
+    third = sqlite.Writers(path, timeout=0.05)  # the file is nobody's
+    third.release(third.acquire())
