@@ -111,8 +111,8 @@ def make_engine(
     ping_after_idle: float = 0.0,
 ) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL, a busy timeout,
-    ``sqlite_synchronous`` (FULL or NORMAL) and, in a file, writers queued in the order they
-    come (:mod:`app.sqlite`).
+    ``sqlite_synchronous`` (FULL or NORMAL) and, in a file, writers queued for its write lock
+    instead of polling for it (:mod:`app.sqlite`).
 
     :param on_wait: told the seconds each connection checkout waited (metrics)
     :param read_timeout: PostgreSQL: seconds any wait for the server may last before the
