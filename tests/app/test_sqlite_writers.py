@@ -548,3 +548,26 @@ def test_a_wait_interrupted_by_an_exception_leaves_the_doorman_ready(
         other.release(held)
     third = sqlite.Writers(path, timeout=0.05)  # the file is nobody's
     third.release(third.acquire())
+
+
+class _CommitFails(sqlite3.Connection):
+    def commit(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_commit_that_fails_keeps_the_queue_until_the_transaction_ends(
+    engine: Engine, path: str
+) -> None:
+    queued = type(raw(engine))  # the engine's class, over one whose commit fails
+    failing = type("Failing", (queued, _CommitFails), {})
+    connection = sqlite3.connect(path, factory=failing, check_same_thread=False)
+    connection.execute("INSERT INTO t VALUES (1)")
+    hold = connection.hold
+    assert hold is not None
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        connection.commit()
+    assert connection.in_transaction
+    assert connection.hold is hold  # its transaction is still open: so is its hold
+    connection.rollback()
+    assert connection.hold is None
+    connection.close()
