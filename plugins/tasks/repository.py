@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, make_transient_to_detached
+from sqlalchemy.sql.dml import ReturningInsert
 
 from plugins.tasks.models import Activity, Member, Project, Task
 from powerstrip import Page, PageQuery, PageRequest, Problem, fetch_page, refuse_long_strings
@@ -65,22 +66,32 @@ _INSERT_ACTIVITY = insert(_ACTIVITY).inline()
 # task, as it did not after a check before the INSERT.
 _TASKS = cast(Table, Task.__table__)
 _NEW_TASK = [column for column in _TASKS.c if not column.primary_key]
-_INSERT_TASK_AS = (
-    insert(_TASKS)
-    .from_select(
-        [column.name for column in _NEW_TASK],
-        select(*(bindparam(column.name, type_=column.type) for column in _NEW_TASK)).where(
-            select(_MEMBERS.role)
-            .where(
-                _MEMBERS.project_id == bindparam("project_id"),
-                _MEMBERS.principal == bindparam("member"),
-                _MEMBERS.role.in_(bindparam("roles", expanding=True)),
-            )
-            .exists()
-        ),
+
+
+@functools.lru_cache(maxsize=8)  # one per role a permission needs (access.AT_LEAST)
+def _insert_task_as(roles: tuple[str, ...]) -> ReturningInsert[int]:
+    """A new task's INSERT if the member holds one of ``roles`` in its project, built once per
+    ``roles``: they are the statement's own values, each its own parameter. An expanding
+    ``IN`` parameter would have SQLAlchemy render the list into the SQL again on every run."""
+    allowed: list[BindParameter[str]] = [
+        bindparam(f"role_{index}", role) for index, role in enumerate(roles)
+    ]
+    return (
+        insert(_TASKS)
+        .from_select(
+            [column.name for column in _NEW_TASK],
+            select(*(bindparam(column.name, type_=column.type) for column in _NEW_TASK)).where(
+                select(_MEMBERS.role)
+                .where(
+                    _MEMBERS.project_id == bindparam("project_id"),
+                    _MEMBERS.principal == bindparam("member"),
+                    _MEMBERS.role.in_(allowed),
+                )
+                .exists()
+            ),
+        )
+        .returning(_TASKS.c.id)
     )
-    .returning(_TASKS.c.id)
-)
 
 
 def _model_default(column: Column[Any]) -> Callable[[], Any]:
@@ -213,7 +224,7 @@ class TasksRepository:
         self.session.add(row)
         self.session.flush()
 
-    def add_task_as(self, task: Task, member: str, roles: Sequence[str]) -> bool:
+    def add_task_as(self, task: Task, member: str, roles: tuple[str, ...]) -> bool:
         """Insert ``task`` (every column set, ``version`` 1) if ``member`` holds one of
         ``roles`` in its project, in one statement, and give it its id; False (nothing
         written) otherwise. A string longer than its column is a 422 problem, as the SDK
@@ -233,8 +244,7 @@ class TasksRepository:
         task.version = values["version"] = 1  # a new row's, as the ORM's first flush sets it
         refuse_long_strings(_TASKS, values)
         values["member"] = member
-        values["roles"] = roles
-        new_id = self.session.scalar(_INSERT_TASK_AS, values)
+        new_id = self.session.scalar(_insert_task_as(roles), values)
         if new_id is None:
             return False
         task.id = new_id
