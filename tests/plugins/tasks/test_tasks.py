@@ -420,6 +420,36 @@ def test_a_task_longer_than_its_columns_is_refused_and_not_written(migrated_app:
         assert session.scalars(select(Task)).all() == []
 
 
+def test_a_new_tasks_insert_checks_the_roles_it_is_given(
+    people: People, migrated_app: Flask
+) -> None:
+    """The INSERT's roles are values of its statement, built once per set: two sets of one
+    role each (the same SQL) still check each its own role, and a member whose role is not
+    among them gets nothing written."""
+    project = people.owner.project()
+    viewer = people.alice.user_id
+    assert (
+        people.owner.put(f"{PROJECTS}/{project}/members/{viewer}", {"role": "viewer"}).status_code
+        == 200
+    )
+    database = migrated_app.extensions[DATABASE]
+    now = datetime.now(UTC)
+
+    def insert_as(roles: tuple[str, ...], title: str) -> bool:
+        with database.sessions() as session:
+            task = Task(project_id=project, title=title)
+            task.created_at = task.updated_at = now
+            written = TasksRepository(session).add_task_as(task, viewer, roles)
+            session.commit()
+            return written
+
+    assert insert_as(("owner",), "as an owner") is False
+    assert insert_as(("editor", "owner"), "as an editor") is False
+    assert insert_as(("viewer",), "as a viewer") is True
+    assert insert_as(("owner",), "as an owner again") is False
+    assert titles(people.owner.get(f"{PROJECTS}/{project}/tasks")) == ["as a viewer"]
+
+
 def test_a_role_the_insert_did_not_see_but_the_check_does_gets_another_insert(
     people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
